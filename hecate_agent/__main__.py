@@ -1,0 +1,3 @@
+from hecate_agent.cli import main
+
+main()

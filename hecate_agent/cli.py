@@ -1,0 +1,75 @@
+"""The `hecate-agent` command line.
+
+Commands import what they use inside their bodies: `hecate-agent --help` and
+`validate` stay fast because nothing else is loaded.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from hecate_agent import __version__
+
+EXIT_OK = 0
+EXIT_INVALID = 1
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="hecate-agent")
+def cli() -> None:
+    """GitOps agent for Caddy and Nginx reverse-proxy nodes."""
+
+
+@cli.command()
+@click.argument("path", type=click.Path(exists=True, path_type=Path), default=".")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json", "github", "sarif"]),
+    default="text",
+    show_default=True,
+    help="text for people, json for scripts, github for PR annotations, sarif for code scanning.",
+)
+@click.option(
+    "--max-file-size", type=int, default=1024 * 1024, show_default=True, help="Bytes per spec file."
+)
+def validate(path: Path, output_format: str, max_file_size: int) -> None:
+    """Validate the specs under PATH (a directory or one file). Exit 0 valid, 1 invalid."""
+    from hecate_agent.report import RENDERERS
+    from hecate_agent.sources.directory import read_directory
+    from hecate_agent.spec.loader import load_specs
+    from hecate_agent.spec.yamlio import ReadLimits
+
+    limits = ReadLimits(max_file_bytes=max_file_size)
+    files, problems = read_directory(path, limits)
+    result = load_specs(files, limits)
+    problems = sorted(problems + result.problems)
+    sys.stdout.write(RENDERERS[output_format](problems, result.counts, str(path)))
+    sys.exit(EXIT_INVALID if problems else EXIT_OK)
+
+
+@cli.command()
+@click.option(
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write one <kind>.schema.json per kind into this directory instead of printing.",
+)
+def schema(output: Path | None) -> None:
+    """Print or write the JSON Schemas of the spec format (draft 2020-12)."""
+    from hecate_agent.spec.schema import render_schemas, write_schemas
+
+    if output is None:
+        for name, content in render_schemas().items():
+            click.echo(f"# {name}")
+            click.echo(content, nl=False)
+        return
+    for written in write_schemas(output):
+        click.echo(f"wrote {written}")
+
+
+def main() -> None:
+    cli(prog_name="hecate-agent")

@@ -1,0 +1,322 @@
+"""From a snapshot of files to a validated `DesiredState`, collecting every problem.
+
+Pure: the input is a list of `SourceFile` (path + bytes) from any source (a
+directory, one Git commit's tree); nothing here touches the filesystem.
+"""
+
+from __future__ import annotations
+
+import types as pytypes
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from hecate_agent.errors import SpecProblem
+from hecate_agent.spec.checks import check_cross_references
+from hecate_agent.spec.messages import friendly_message
+from hecate_agent.spec.models import (
+    DOCUMENT_MODELS,
+    AuthPolicyDocument,
+    ConfigDocument,
+    GlobalConfig,
+    RouteDocument,
+    StreamDocument,
+)
+from hecate_agent.spec.yamlio import (
+    DEFAULT_LIMITS,
+    Document,
+    ParsedFile,
+    Path,
+    ReadLimits,
+    format_field,
+    parse_yaml,
+)
+
+CONFIG_FILES = ("config.yaml", "config.yml")
+KINDS = tuple(DOCUMENT_MODELS)
+
+T = TypeVar("T", RouteDocument, AuthPolicyDocument, StreamDocument)
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One spec file of a snapshot.
+
+    `path` is relative to the specs root (POSIX separators) and decides what the
+    file is (`config.yaml` at the root is the global config); `shown` is how
+    problems name it, e.g. with the directory the user typed in front.
+    """
+
+    path: str
+    data: bytes
+    shown: str = ""
+
+    @property
+    def display(self) -> str:
+        return self.shown or self.path
+
+
+@dataclass(frozen=True)
+class Located(Generic[T]):
+    """A validated document and where it came from."""
+
+    doc: T
+    file: str
+    index: int
+
+    @property
+    def name(self) -> str:
+        return self.doc.metadata.name
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    """Everything a revision asks for, validated and in a stable order (by name)."""
+
+    routes: tuple[Located[RouteDocument], ...]
+    auth_policies: tuple[Located[AuthPolicyDocument], ...]
+    streams: tuple[Located[StreamDocument], ...]
+    config: GlobalConfig
+    config_file: str | None = None
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "Route": len(self.routes),
+            "AuthPolicy": len(self.auth_policies),
+            "Stream": len(self.streams),
+            "Config": 1 if self.config_file else 0,
+        }
+
+
+@dataclass
+class LoadResult:
+    state: DesiredState | None
+    problems: list[SpecProblem]
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and self.state is not None
+
+
+class Locator:
+    """Finds line/column for a path inside a document, re-reading the file with positions on demand."""
+
+    def __init__(self, files: dict[str, bytes], limits: ReadLimits) -> None:
+        self._files = files
+        self._limits = limits
+        self._parsed: dict[str, ParsedFile] = {}
+
+    def document(self, file: str, index: int) -> Document | None:
+        parsed = self._parsed.get(file)
+        if parsed is None:
+            parsed = parse_yaml(file, self._files[file], self._limits, with_positions=True)
+            self._parsed[file] = parsed
+        return parsed.documents[index] if index < len(parsed.documents) else None
+
+    def position(self, file: str, index: int, path: Path, *, key: bool = False) -> tuple[int, int]:
+        doc = self.document(file, index)
+        if doc is None:
+            return (1, 1)
+        return doc.position_of(path, key=key)
+
+
+def load_specs(files: Sequence[SourceFile], limits: ReadLimits = DEFAULT_LIMITS) -> LoadResult:
+    """Parse and validate a whole snapshot; never raises on bad input."""
+    problems: list[SpecProblem] = []
+    raw = {f.display: f.data for f in files}
+    locator = Locator(raw, limits)
+    routes: list[Located[RouteDocument]] = []
+    policies: list[Located[AuthPolicyDocument]] = []
+    streams: list[Located[StreamDocument]] = []
+    config = GlobalConfig()
+    config_file: str | None = None
+
+    for source in sorted(files, key=lambda f: f.path):
+        parsed = parse_yaml(source.display, source.data, limits)
+        problems.extend(parsed.problems)
+        is_config = source.path in CONFIG_FILES
+        for doc in parsed.documents:
+            if doc.value is None:
+                continue  # an empty document, e.g. after a trailing '---'
+            if is_config:
+                loaded = _validate_config(source.display, doc, locator, problems)
+                if loaded is not None:
+                    if config_file is not None:
+                        problems.append(
+                            SpecProblem(
+                                source.display,
+                                doc.line,
+                                1,
+                                "config.yaml holds more than one document; keep a single 'global:' document",
+                                kind="Config",
+                            )
+                        )
+                    config, config_file = loaded, source.display
+                continue
+            located = _validate_document(source.display, doc, locator, problems)
+            if isinstance(located, Located):
+                if isinstance(located.doc, RouteDocument):
+                    routes.append(located)
+                elif isinstance(located.doc, AuthPolicyDocument):
+                    policies.append(located)
+                else:
+                    streams.append(located)
+
+    problems.extend(
+        check_cross_references(
+            routes=routes, policies=policies, streams=streams, config=config, locator=locator
+        )
+    )
+    counts = {
+        "Route": len(routes),
+        "AuthPolicy": len(policies),
+        "Stream": len(streams),
+        "Config": 1 if config_file else 0,
+    }
+    if problems:
+        return LoadResult(None, sorted(set(problems)), counts)
+    state = DesiredState(
+        routes=tuple(sorted(routes, key=lambda r: r.name)),
+        auth_policies=tuple(sorted(policies, key=lambda p: p.name)),
+        streams=tuple(sorted(streams, key=lambda s: s.name)),
+        config=config,
+        config_file=config_file,
+    )
+    return LoadResult(state, [], state.counts())
+
+
+def _document_identity(value: dict[str, Any]) -> tuple[str, str]:
+    kind = value.get("kind")
+    metadata = value.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    return (kind if isinstance(kind, str) else "", name if isinstance(name, str) else "")
+
+
+def _validate_document(
+    file: str, doc: Document, locator: Locator, problems: list[SpecProblem]
+) -> Located[Any] | None:
+    if not isinstance(doc.value, dict):
+        problems.append(
+            SpecProblem(
+                file,
+                doc.line,
+                1,
+                "a spec document must be a mapping with apiVersion, kind, metadata and spec",
+            )
+        )
+        return None
+    kind, name = _document_identity(doc.value)
+    model = DOCUMENT_MODELS.get(kind)
+    if model is None:
+        line, column = locator.position(file, doc.index, ("kind",), key="kind" not in doc.value)
+        got = "is missing" if "kind" not in doc.value else f"is {doc.value['kind']!r}"
+        problems.append(
+            SpecProblem(
+                file,
+                line,
+                column,
+                f"'kind' {got}; expected one of {', '.join(KINDS)}"
+                + (
+                    " (the global config belongs in config.yaml at the root)" if "global" in doc.value else ""
+                ),
+                kind=kind,
+                name=name,
+                field="kind",
+            )
+        )
+        return None
+    try:
+        return Located(model.model_validate(doc.value), file, doc.index)
+    except ValidationError as exc:
+        problems.extend(
+            _problems_from(exc, model=model, file=file, doc=doc, locator=locator, kind=kind, name=name)
+        )
+        return None
+
+
+def _validate_config(
+    file: str, doc: Document, locator: Locator, problems: list[SpecProblem]
+) -> GlobalConfig | None:
+    if not isinstance(doc.value, dict):
+        problems.append(
+            SpecProblem(file, doc.line, 1, "config.yaml must be a mapping with a 'global' key", kind="Config")
+        )
+        return None
+    try:
+        return ConfigDocument.model_validate(doc.value).global_
+    except ValidationError as exc:
+        problems.extend(
+            _problems_from(
+                exc, model=ConfigDocument, file=file, doc=doc, locator=locator, kind="Config", name=""
+            )
+        )
+        return None
+
+
+def _problems_from(
+    exc: ValidationError,
+    *,
+    model: type[BaseModel],
+    file: str,
+    doc: Document,
+    locator: Locator,
+    kind: str,
+    name: str,
+) -> list[SpecProblem]:
+    found = []
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        on_key = error["type"] in ("extra_forbidden", "missing")
+        if loc and loc[-1] == "[key]":
+            loc, on_key = loc[:-1], True
+        path: Path = tuple(p for p in loc if isinstance(p, str | int))
+        allowed = _allowed_fields(model, path[:-1]) if error["type"] == "extra_forbidden" else None
+        line, column = locator.position(file, doc.index, path, key=on_key)
+        found.append(
+            SpecProblem(
+                file,
+                line,
+                column,
+                friendly_message(error, allowed),
+                kind=kind,
+                name=name,
+                field=format_field(path),
+            )
+        )
+    return found
+
+
+def _allowed_fields(model: type[BaseModel], path: Path) -> list[str]:
+    """Field names (as written in YAML) accepted by the model found at `path`."""
+    current: Any = model
+    for part in path:
+        if isinstance(part, int):
+            continue
+        target = _model_in(current)
+        if target is None:
+            return []
+        match = next((f for n, f in target.model_fields.items() if (f.alias or n) == part), None)
+        if match is None:
+            return []
+        current = match.annotation
+    target = _model_in(current)
+    if target is None:
+        return []
+    return sorted(f.alias or n for n, f in target.model_fields.items())
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside `X`, `X | None`, `list[X]` or `dict[str, X]`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, pytypes.UnionType, list, dict, typing.Annotated):
+        for arg in typing.get_args(annotation):
+            found = _model_in(arg)
+            if found is not None:
+                return found
+    return None

@@ -1,0 +1,96 @@
+"""Turn pydantic's validation errors into messages a spec author can act on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic_core import ErrorDetails
+
+from hecate_agent.spec import types
+
+# What a pattern means, in words; pydantic would otherwise print the regex.
+_PATTERN_MEANING: dict[str, str] = {
+    types.DNS_LABEL_PATTERN: "a lowercase DNS label (a-z, 0-9, '-', at most 63 characters, "
+    "not starting or ending with '-')",
+    types.LABEL_KEY_PATTERN: "a label key (letters, digits, '.', '_', '/', '-')",
+    types.PLAIN_TEXT_PATTERN: "plain text without line breaks, control characters or '{' / '}' "
+    "(braces would be read by Caddy as placeholders such as {env.SECRET})",
+    types.DOMAIN_PATTERN: "a host name such as 'app.example.com' or a wildcard '*.example.com'",
+    types.DIAL_PATTERN: "'host:port' with a host name, IPv4 or [IPv6] address and a port 1-65535, "
+    "e.g. '10.0.0.5:8080'",
+    types.HEADER_NAME_PATTERN: "an HTTP header name (letters, digits and !#$%&'*+.^_`|~-, no spaces)",
+    types.HEADER_VALUE_PATTERN: "a header value without line breaks, control characters or '{' / '}' "
+    "(braces would be read by Caddy as placeholders such as {env.SECRET})",
+    types.HTTP_PATH_PATTERN: "an absolute path starting with '/', without spaces, '?', '#', '{' or '}'",
+    types.TEMPLATE_PATTERN: "text whose '$' starts a '${NAME}' environment reference ('$$' for a literal "
+    "'$'); braces only inside a reference",
+    r"^[0-9A-Fa-f:.]+$": "an IP address such as '0.0.0.0', '127.0.0.1' or '::'",
+    r"^(https?://|\$\{)": "an http:// or https:// URL (or a ${VAR} reference)",
+}
+
+_TYPE_NAMES = {
+    "string_type": "a string",
+    "int_type": "an integer",
+    "bool_type": "true or false",
+    "float_type": "a number",
+    "dict_type": "a mapping (key: value)",
+    "list_type": "a list",
+    "model_type": "a mapping (key: value)",
+    "model_attributes_type": "a mapping (key: value)",
+}
+
+
+def describe_input(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "nothing (null)"
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    kind = "boolean" if isinstance(value, bool) else type(value).__name__
+    return f"{kind} {text}"
+
+
+def friendly_message(error: ErrorDetails, allowed_fields: list[str] | None = None) -> str:
+    """One sentence: what is wrong, what was expected, and what to do."""
+    kind = error["type"]
+    ctx: dict[str, Any] = dict(error.get("ctx") or {})
+    given = error.get("input")
+    if kind == "hecate":
+        return str(error["msg"])
+    if kind == "missing":
+        return "required field is missing; add it"
+    if kind == "extra_forbidden":
+        hint = f"; allowed here: {', '.join(allowed_fields)}" if allowed_fields else ""
+        return f"unknown field{hint}. Fix the spelling or remove it"
+    if kind in _TYPE_NAMES:
+        expected = _TYPE_NAMES[kind]
+        advice = ""
+        if kind == "string_type" and isinstance(given, int | float | bool):
+            advice = "; put the value in quotes"
+        elif kind == "int_type" and isinstance(given, str):
+            advice = "; remove the quotes"
+        return f"expected {expected}, got {describe_input(given)}{advice}"
+    if kind == "string_pattern_mismatch":
+        meaning = _PATTERN_MEANING.get(str(ctx.get("pattern")), f"text matching {ctx.get('pattern')}")
+        return f"{describe_input(given)} is not {meaning}"
+    if kind == "literal_error":
+        return f"expected {ctx.get('expected')}, got {describe_input(given)}"
+    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        bound = {
+            "greater_than_equal": f"at least {ctx.get('ge')}",
+            "less_than_equal": f"at most {ctx.get('le')}",
+            "greater_than": f"more than {ctx.get('gt')}",
+            "less_than": f"less than {ctx.get('lt')}",
+        }[kind]
+        return f"{describe_input(given)} is out of range; must be {bound}"
+    if kind == "too_short":
+        return f"needs at least {ctx.get('min_length')} item(s)"
+    if kind == "too_long":
+        return f"has more than the {ctx.get('max_length')} items or characters allowed"
+    if kind == "string_too_long":
+        return f"is longer than {ctx.get('max_length')} characters"
+    return f"{error['msg']} (got {describe_input(given)})"

@@ -1,0 +1,399 @@
+"""Constrained value types used by the spec models.
+
+Each type validates in pydantic and describes itself in JSON Schema with the
+same rule where JSON Schema can express it (patterns, ranges), so editors and
+the agent agree. Rules JSON Schema cannot express (IDNA, IPv6 syntax) are
+checked here only and documented in the schema's description.
+
+Anything that ends up inside Caddy JSON or Nginx text is restricted so a spec
+author cannot inject proxy syntax: no `{`/`}` (Caddy placeholders such as
+`{env.SECRET}`), no `;`, quotes, `$` or whitespace where Nginx would read them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, PlainValidator, WithJsonSchema
+from pydantic_core import PydanticCustomError
+
+
+def _fail(message: str) -> PydanticCustomError:
+    return PydanticCustomError("hecate", message)
+
+
+# --- durations ----------------------------------------------------------------
+
+_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?\Z")
+_UNIT_MS = (86_400_000, 3_600_000, 60_000, 1000, 1)
+DURATION_PATTERN = r"^(?=\d)([0-9]+d)?([0-9]+h)?([0-9]+m(?!s))?([0-9]+s)?([0-9]+ms)?$"
+
+
+@dataclass(frozen=True, order=True)
+class Duration:
+    """A non-negative span of time with millisecond resolution."""
+
+    milliseconds: int
+
+    @property
+    def seconds(self) -> float:
+        return self.milliseconds / 1000
+
+    def __str__(self) -> str:
+        """Canonical form, e.g. `1h30m`, `500ms`, `0s`."""
+        if self.milliseconds == 0:
+            return "0s"
+        rest = self.milliseconds
+        parts = []
+        for unit, size in zip(("d", "h", "m", "s", "ms"), _UNIT_MS, strict=True):
+            count, rest = divmod(rest, size)
+            if count:
+                parts.append(f"{count}{unit}")
+        return "".join(parts)
+
+    @classmethod
+    def parse(cls, text: str) -> Duration:
+        match = _DURATION.match(text.strip()) if text.strip() else None
+        if match is None or not any(match.groups()):
+            raise ValueError(text)
+        total = sum(int(g) * size for g, size in zip(match.groups(), _UNIT_MS, strict=True) if g)
+        return cls(total)
+
+
+def _validate_duration(value: Any) -> Duration:
+    if isinstance(value, Duration):
+        return value
+    if not isinstance(value, str):
+        raise _fail(
+            f"expected a duration string such as '30s', '5m' or '1h30m', got {type(value).__name__} "
+            f"{value!r}; write the unit (ms, s, m, h, d)"
+        )
+    try:
+        return Duration.parse(value)
+    except ValueError:
+        raise _fail(
+            f"{value!r} is not a duration; use a number and unit, e.g. '500ms', '30s', '5m', '4h', "
+            "'30d' or '1h30m'"
+        ) from None
+
+
+DurationField = Annotated[
+    Duration,
+    PlainValidator(_validate_duration),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": DURATION_PATTERN,
+            "description": "A duration: number + unit (ms, s, m, h, d), e.g. 500ms, 30s, 1h30m.",
+        }
+    ),
+]
+
+
+# --- names --------------------------------------------------------------------
+
+DNS_LABEL_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+ResourceName = Annotated[
+    str,
+    Field(
+        pattern=DNS_LABEL_PATTERN,
+        max_length=63,
+        description="Lowercase DNS label: a-z, 0-9 and '-', at most 63 characters, "
+        "not starting or ending with '-'.",
+    ),
+]
+
+LABEL_KEY_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$"
+LabelKey = Annotated[str, Field(pattern=LABEL_KEY_PATTERN)]
+
+# Free text that is never interpreted by a proxy: no control characters and no
+# braces, so nothing can become a Caddy placeholder.
+PLAIN_TEXT_PATTERN = r"^[^\x00-\x08\x0a-\x1f\x7f{}]*$"
+PlainText = Annotated[str, Field(pattern=PLAIN_TEXT_PATTERN, max_length=1024)]
+LabelValue = Annotated[str, Field(pattern=PLAIN_TEXT_PATTERN, max_length=256)]
+
+
+# --- hosts and addresses ------------------------------------------------------
+
+_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
+_UPSTREAM_LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\Z")
+
+DOMAIN_PATTERN = r"^(\*\.)?[^\s*/:@{}\[\]\\;,'\"$]+$"
+
+
+def _to_ascii_host(value: str) -> str:
+    """Lowercase and IDNA-encode a host name (a Unicode label becomes `xn--…`)."""
+    lowered = value.lower().rstrip(".")
+    if lowered.isascii():
+        return lowered
+    try:
+        return ".".join(label.encode("idna").decode("ascii") for label in lowered.split("."))
+    except UnicodeError:
+        raise _fail(f"{value!r} is not a valid internationalised domain name") from None
+
+
+def _looks_like_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def normalize_domain(value: str) -> str:
+    host = _to_ascii_host(value)
+    wildcard = host.startswith("*.")
+    bare = host[2:] if wildcard else host
+    if _looks_like_ip(bare):
+        raise _fail(f"{value!r} is an IP address; a route's domain must be a host name")
+    labels = bare.split(".")
+    if wildcard and len(labels) < 2:
+        raise _fail(f"{value!r}: a wildcard needs at least two labels after '*.' (e.g. '*.example.com')")
+    if len(bare) > 253:
+        raise _fail(f"{value!r} is longer than 253 characters")
+    for label in labels:
+        if not _LABEL.match(label):
+            raise _fail(
+                f"{value!r} is not a valid host name: label {label!r} must be 1-63 letters, digits or "
+                "'-', not starting or ending with '-'"
+                + ("; '*' is only allowed as '*.' at the start" if "*" in label else "")
+            )
+    return host
+
+
+Domain = Annotated[
+    str,
+    Field(
+        pattern=DOMAIN_PATTERN,
+        description="Host name (IDNA allowed, stored lowercased in ASCII form) or a '*.example.com' "
+        "wildcard that matches exactly one label.",
+    ),
+    AfterValidator(normalize_domain),
+]
+
+PORT_PATTERN = r"([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+UPSTREAM_HOST_PATTERN = r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?)"
+DIAL_PATTERN = f"^{UPSTREAM_HOST_PATTERN}:{PORT_PATTERN}$"
+
+
+def normalize_upstream_host(host: str, original: str) -> str:
+    if host.startswith("["):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise _fail(f"{original!r}: {host} is not a valid IPv6 address") from None
+        return host.lower()
+    if ":" in host:
+        raise _fail(f"{original!r}: put an IPv6 address in brackets, e.g. '[2001:db8::1]:8080'")
+    lowered = host.lower()
+    if _looks_like_ip(lowered):
+        return lowered
+    if len(lowered) > 253 or not all(_UPSTREAM_LABEL.match(part) for part in lowered.split(".")):
+        raise _fail(f"{original!r}: {host!r} is not a valid host name or IPv4 address")
+    return lowered
+
+
+def split_host_port(value: str) -> tuple[str, int]:
+    if not isinstance(value, str):
+        raise _fail(f"expected 'host:port' as a string, got {type(value).__name__}")
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isascii() or not port.isdigit() or len(port) > 5:
+        raise _fail(f"{value!r} is not host:port; write e.g. '10.0.0.5:8080' or 'app.internal:3000'")
+    number = int(port)
+    if not 1 <= number <= 65535:
+        raise _fail(f"{value!r}: port {number} is outside 1-65535")
+    return host, number
+
+
+def normalize_dial(value: str) -> str:
+    host, port = split_host_port(value)
+    return f"{normalize_upstream_host(host, value)}:{port}"
+
+
+# The pattern is published in the schema for editors; the validator checks the
+# same rules itself so it can say precisely what is wrong (e.g. the port range).
+Dial = Annotated[
+    str,
+    Field(
+        json_schema_extra={"pattern": DIAL_PATTERN},
+        description="Upstream address 'host:port': a host name, an IPv4 address or a bracketed IPv6 "
+        "address, and a port 1-65535.",
+    ),
+    AfterValidator(normalize_dial),
+]
+
+UPSTREAM_HOST_ONLY_PATTERN = f"^{UPSTREAM_HOST_PATTERN}$"
+
+
+def normalize_listen_address(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise _fail(
+            f"{value!r} is not an IP address; listen on an address of this node, or '0.0.0.0' / '::' "
+            "for all of them"
+        ) from None
+
+
+ListenAddress = Annotated[
+    str,
+    Field(pattern=r"^[0-9A-Fa-f:.]+$", description="An IP address of this node, or 0.0.0.0 / :: for all."),
+    AfterValidator(normalize_listen_address),
+]
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+# --- HTTP ---------------------------------------------------------------------
+
+HEADER_NAME_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
+HeaderName = Annotated[
+    str,
+    Field(pattern=HEADER_NAME_PATTERN, max_length=256, description="An HTTP header name (RFC 9110 token)."),
+]
+HEADER_VALUE_PATTERN = r"^[^\x00-\x08\x0a-\x1f\x7f{}]*$"
+HeaderValue = Annotated[
+    str,
+    Field(
+        pattern=HEADER_VALUE_PATTERN,
+        max_length=4096,
+        description="A header value: no line breaks or control characters, and no '{' or '}' "
+        "(Caddy would read them as placeholders).",
+    ),
+]
+HTTP_PATH_PATTERN = r"^/[^\s{}?#]*$"
+HttpPath = Annotated[
+    str,
+    Field(pattern=HTTP_PATH_PATTERN, max_length=1024, description="An absolute URL path starting with '/'."),
+]
+HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"]
+
+
+# --- TLS ----------------------------------------------------------------------
+
+TLS_VERSIONS = ("1.2", "1.3")
+
+
+def _coerce_tls_version(value: Any) -> Any:
+    """Accept `1.2` written without quotes (YAML reads it as a float); refuse old versions clearly."""
+    if isinstance(value, float) and not isinstance(value, bool):
+        value = repr(value)
+    if isinstance(value, str) and value.strip() in ("1.0", "1.1", "1", "1.00", "1.10"):
+        raise _fail(
+            f"TLS {value} is refused by the Hecate security policy: TLS 1.0 and 1.1 are deprecated "
+            "(RFC 8996); use '1.2' or '1.3'"
+        )
+    return value
+
+
+TlsVersion = Annotated[
+    Literal["1.2", "1.3"],
+    BeforeValidator(_coerce_tls_version),
+    WithJsonSchema(
+        {
+            "enum": ["1.2", "1.3", 1.2, 1.3],
+            "description": "Minimum TLS version, '1.2' or '1.3'. TLS 1.0/1.1 are refused by policy.",
+        }
+    ),
+]
+
+
+# --- middleware -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    requests: int
+    per: Literal["second", "minute", "hour"]
+
+    def __str__(self) -> str:
+        return f"rate-limit:{self.requests}/{self.per}"
+
+
+@dataclass(frozen=True)
+class Compression:
+    def __str__(self) -> str:
+        return "compression"
+
+
+@dataclass(frozen=True)
+class RequestId:
+    def __str__(self) -> str:
+        return "request-id"
+
+
+MiddlewareValue = RateLimit | Compression | RequestId
+KNOWN_MIDDLEWARE = ("compression", "rate-limit:<n>/<second|minute|hour>", "request-id")
+_RATE_LIMIT = re.compile(r"rate-limit:([1-9][0-9]{0,8})/(second|minute|hour)\Z")
+MIDDLEWARE_PATTERN = r"^(compression|request-id|rate-limit:[1-9][0-9]{0,8}/(second|minute|hour))$"
+
+
+def parse_middleware(value: Any) -> MiddlewareValue:
+    if isinstance(value, RateLimit | Compression | RequestId):
+        return value
+    if not isinstance(value, str):
+        raise _fail(f"expected a middleware name (string), got {type(value).__name__}")
+    if value == "compression":
+        return Compression()
+    if value == "request-id":
+        return RequestId()
+    match = _RATE_LIMIT.match(value)
+    if match:
+        per: Literal["second", "minute", "hour"] = match.group(2)  # type: ignore[assignment]  # regex-checked
+        return RateLimit(int(match.group(1)), per)
+    if value.startswith("rate-limit"):
+        raise _fail(
+            f"{value!r}: write a rate limit as 'rate-limit:<n>/<second|minute|hour>', e.g. "
+            "'rate-limit:100/minute'"
+        )
+    raise _fail(f"unknown middleware {value!r}; known: {', '.join(KNOWN_MIDDLEWARE)}")
+
+
+Middleware = Annotated[
+    MiddlewareValue,
+    PlainValidator(parse_middleware),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": MIDDLEWARE_PATTERN,
+            "description": "One of: " + ", ".join(KNOWN_MIDDLEWARE) + ".",
+        }
+    ),
+]
+
+
+# --- templated strings (global config) ------------------------------------------
+
+TEMPLATE_PATTERN = r"^([^\x00-\x08\x0a-\x1f\x7f${}]|\$\$|\$\{[A-Za-z_][A-Za-z0-9_]*\})*$"
+_TEMPLATE = re.compile(TEMPLATE_PATTERN[1:-1] + r"\Z")
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def check_template(value: str) -> str:
+    if not _TEMPLATE.match(value):
+        raise _fail(
+            f"{value!r}: '$' starts an environment reference written '${{NAME}}' (letters, digits, '_'); "
+            "write '$$' for a literal '$'. Braces are only allowed inside a reference"
+        )
+    return value
+
+
+def template_references(value: str) -> list[str]:
+    """Names of the `${NAME}` references in a templated string."""
+    return _REFERENCE.findall(value.replace("$$", ""))
+
+
+Templated = Annotated[
+    str,
+    Field(
+        pattern=TEMPLATE_PATTERN,
+        max_length=4096,
+        description="Text that may contain ${ENV_VAR} references, resolved on the node at render time.",
+    ),
+    AfterValidator(check_template),
+]
