@@ -25,7 +25,7 @@ _PATTERN_MEANING: dict[str, str] = {
     types.TEMPLATE_PATTERN: "text whose '$' starts a '${NAME}' environment reference ('$$' for a literal "
     "'$'); braces only inside a reference",
     r"^[0-9A-Fa-f:.]+$": "an IP address such as '0.0.0.0', '127.0.0.1' or '::'",
-    r"^(https?://|\$\{)": "an http:// or https:// URL (or a ${VAR} reference)",
+    types.URL_OR_REFERENCE_PATTERN: "an http:// or https:// URL (or a single ${VAR} reference)",
 }
 
 _TYPE_NAMES = {

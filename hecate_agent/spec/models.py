@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
@@ -33,6 +41,7 @@ from hecate_agent.spec.types import (
     ResourceName,
     Templated,
     TlsVersion,
+    UrlOrReference,
     normalize_dial,
     normalize_upstream_host,
     split_host_port,
@@ -46,6 +55,21 @@ PRESET_PORTS: dict[str, tuple[int, ...]] = {
     "jenkins": (50000,),
     "wazuh": (1514, 1515),
 }
+
+
+def _timeout_below_interval(timeout: Duration | None, info: ValidationInfo) -> Duration | None:
+    """A probe must finish before the next one starts (`interval` is declared, so validated, first)."""
+    interval = info.data.get("interval")
+    if timeout is not None and isinstance(interval, Duration) and timeout >= interval:
+        raise PydanticCustomError(
+            "hecate",
+            f"timeout ({timeout}) must be shorter than interval ({interval}); "
+            "a probe must finish before the next one starts",
+        )
+    return timeout
+
+
+ProbeTimeout = Annotated[DurationField, AfterValidator(_timeout_below_interval)]
 
 
 class SpecModel(BaseModel):
@@ -96,7 +120,7 @@ class RouteHealthCheck(SpecModel):
     interval: DurationField | None = Field(
         default=None, description="Time between probes; defaults to global.healthChecks.interval."
     )
-    timeout: DurationField | None = Field(
+    timeout: ProbeTimeout | None = Field(
         default=None,
         description="Probe timeout, shorter than interval; defaults to global.healthChecks.timeout.",
     )
@@ -106,16 +130,6 @@ class RouteHealthCheck(SpecModel):
         le=100,
         description="Failures in a row before an upstream is taken out; defaults to global.healthChecks.",
     )
-
-    @model_validator(mode="after")
-    def _timeout_below_interval(self) -> RouteHealthCheck:
-        if self.interval is not None and self.timeout is not None and self.timeout >= self.interval:
-            raise PydanticCustomError(
-                "hecate",
-                f"timeout ({self.timeout}) must be shorter than interval ({self.interval}); "
-                "a probe must finish before the next one starts",
-            )
-        return self
 
 
 class HeaderRules(SpecModel):
@@ -165,9 +179,9 @@ class RouteSpec(SpecModel):
 
 class RouteDocument(SpecModel):
     api_version: Literal["hecate.io/v1"] = Field(description="Always hecate.io/v1.")
-    kind: Literal["Route"]
-    metadata: Metadata
-    spec: RouteSpec
+    kind: Literal["Route"] = Field(description="Route: an HTTP(S) site served by Caddy.")
+    metadata: Metadata = Field(description="Name and labels.")
+    spec: RouteSpec = Field(description="What the route does.")
 
 
 # --- AuthPolicy -------------------------------------------------------------------
@@ -207,18 +221,22 @@ class AuthPolicySpec(SpecModel):
         description="Identity provider. Only 'authentik' is supported for now (forward auth to its outpost)."
     )
     flow: ResourceName = Field(description="Slug of the Authentik authentication flow.")
-    requirements: AuthRequirements = Field(default_factory=AuthRequirements)
-    metadata: AuthMetadata = Field(default_factory=AuthMetadata)
+    requirements: AuthRequirements = Field(
+        default_factory=AuthRequirements, description="What a user needs to get through."
+    )
+    metadata: AuthMetadata = Field(
+        default_factory=AuthMetadata, description="User attributes the outpost must supply."
+    )
     allowed_methods: list[HttpMethod] = Field(
         default_factory=list, description="HTTP methods allowed through; empty means all."
     )
 
 
 class AuthPolicyDocument(SpecModel):
-    api_version: Literal["hecate.io/v1"]
-    kind: Literal["AuthPolicy"]
-    metadata: Metadata
-    spec: AuthPolicySpec
+    api_version: Literal["hecate.io/v1"] = Field(description="Always hecate.io/v1.")
+    kind: Literal["AuthPolicy"] = Field(description="AuthPolicy: who may reach the routes that name it.")
+    metadata: Metadata = Field(description="Name and labels.")
+    spec: AuthPolicySpec = Field(description="The policy.")
 
 
 # --- Stream -------------------------------------------------------------------------
@@ -251,20 +269,12 @@ class StreamListen(SpecModel):
 
 class StreamHealthCheck(SpecModel):
     interval: DurationField = Field(default=Duration(10_000), description="Time between agent-side probes.")
-    timeout: DurationField = Field(
-        default=Duration(2_000), description="Probe timeout, shorter than interval."
+    timeout: ProbeTimeout = Field(
+        default=Duration(2_000), validate_default=True, description="Probe timeout, shorter than interval."
     )
     unhealthy_threshold: int = Field(
         default=3, ge=1, le=100, description="Failures in a row before unhealthy."
     )
-
-    @model_validator(mode="after")
-    def _timeout_below_interval(self) -> StreamHealthCheck:
-        if self.timeout >= self.interval:
-            raise PydanticCustomError(
-                "hecate", f"timeout ({self.timeout}) must be shorter than interval ({self.interval})"
-            )
-        return self
 
 
 class StreamSpec(SpecModel):
@@ -272,8 +282,10 @@ class StreamSpec(SpecModel):
     preset: Literal["mailcow", "jenkins", "wazuh"] | None = Field(
         default=None, description="Open the ports of a known service: mailcow, jenkins or wazuh (all TCP)."
     )
-    listen: StreamListen = Field(default_factory=StreamListen)
-    upstreams: list[StreamUpstream] = Field(min_length=1, max_length=100)
+    listen: StreamListen = Field(default_factory=StreamListen, description="Where this node listens.")
+    upstreams: list[StreamUpstream] = Field(
+        min_length=1, max_length=100, description="Backends; at least one that is not a backup."
+    )
     health_check: StreamHealthCheck | None = Field(default=None, description="Agent-side active checks.")
 
     @model_validator(mode="after")
@@ -324,10 +336,10 @@ def _check_stream_server(server: str, *, with_port: bool, preset: str | None) ->
 
 
 class StreamDocument(SpecModel):
-    api_version: Literal["hecate.io/v1"]
-    kind: Literal["Stream"]
-    metadata: Metadata
-    spec: StreamSpec
+    api_version: Literal["hecate.io/v1"] = Field(description="Always hecate.io/v1.")
+    kind: Literal["Stream"] = Field(description="Stream: a TCP or UDP listener proxied by Nginx.")
+    metadata: Metadata = Field(description="Name and labels.")
+    spec: StreamSpec = Field(description="What the stream does.")
 
 
 # --- global config -------------------------------------------------------------------
@@ -351,17 +363,13 @@ class CertificateSettings(SpecModel):
 
 
 class HealthCheckDefaults(SpecModel):
-    interval: DurationField = Field(default=Duration(10_000))
-    timeout: DurationField = Field(default=Duration(2_000))
-    unhealthy_threshold: int = Field(default=3, ge=1, le=100)
-
-    @model_validator(mode="after")
-    def _timeout_below_interval(self) -> HealthCheckDefaults:
-        if self.timeout >= self.interval:
-            raise PydanticCustomError(
-                "hecate", f"timeout ({self.timeout}) must be shorter than interval ({self.interval})"
-            )
-        return self
+    interval: DurationField = Field(default=Duration(10_000), description="Time between probes.")
+    timeout: ProbeTimeout = Field(
+        default=Duration(2_000), validate_default=True, description="Probe timeout, shorter than interval."
+    )
+    unhealthy_threshold: int = Field(
+        default=3, ge=1, le=100, description="Failures in a row before an upstream is taken out."
+    )
 
 
 class MonitoringSettings(SpecModel):
@@ -378,19 +386,26 @@ class SecuritySettings(SpecModel):
 
 
 class AuthentikSettings(SpecModel):
-    outpost_url: Templated = Field(
-        pattern=r"^(https?://|\$\{)",
+    outpost_url: UrlOrReference = Field(
         description="Base URL of the Authentik outpost that answers forward-auth requests, "
         "e.g. http://authentik-outpost:9000.",
     )
 
 
 class GlobalConfig(SpecModel):
-    dns: DnsSettings = Field(default_factory=DnsSettings)
-    certificates: CertificateSettings = Field(default_factory=CertificateSettings)
-    health_checks: HealthCheckDefaults = Field(default_factory=HealthCheckDefaults)
-    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
-    security: SecuritySettings = Field(default_factory=SecuritySettings)
+    dns: DnsSettings = Field(default_factory=DnsSettings, description="Name resolution.")
+    certificates: CertificateSettings = Field(
+        default_factory=CertificateSettings, description="Where TLS certificates come from."
+    )
+    health_checks: HealthCheckDefaults = Field(
+        default_factory=HealthCheckDefaults, description="Defaults for every route's health check."
+    )
+    monitoring: MonitoringSettings = Field(
+        default_factory=MonitoringSettings, description="Metrics and logs."
+    )
+    security: SecuritySettings = Field(
+        default_factory=SecuritySettings, description="TLS floor and default response headers."
+    )
     authentik: AuthentikSettings | None = Field(
         default=None, description="Required when a route uses an AuthPolicy."
     )
@@ -399,7 +414,9 @@ class GlobalConfig(SpecModel):
 class ConfigDocument(SpecModel):
     """The root `config.yaml`."""
 
-    global_: GlobalConfig = Field(alias="global", default_factory=GlobalConfig)
+    global_: GlobalConfig = Field(
+        alias="global", default_factory=GlobalConfig, description="Settings for every node and route."
+    )
 
 
 SpecDocument = RouteDocument | AuthPolicyDocument | StreamDocument

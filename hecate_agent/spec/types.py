@@ -397,3 +397,14 @@ Templated = Annotated[
     ),
     AfterValidator(check_template),
 ]
+
+
+URL_OR_REFERENCE_PATTERN = r"^(https?://[^\s{}$\x00-\x1f\x7f]+|\$\{[A-Za-z_][A-Za-z0-9_]*\})$"
+UrlOrReference = Annotated[
+    str,
+    Field(
+        pattern=URL_OR_REFERENCE_PATTERN,
+        max_length=2048,
+        description="An http:// or https:// URL, or a single ${ENV_VAR} reference that holds one.",
+    ),
+]

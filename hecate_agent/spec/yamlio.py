@@ -159,7 +159,7 @@ def parse_yaml(
     except _ReadError as exc:
         result.problems.append(SpecProblem(path, exc.position[0], exc.position[1], exc.message))
     except MarkedYAMLError as exc:
-        result.problems.append(_syntax_problem(path, exc))
+        result.problems.append(_syntax_problem(path, exc, text))
     return result
 
 
@@ -173,7 +173,7 @@ def size_problem(path: str, size: int, limit: int) -> SpecProblem:
     )
 
 
-def _syntax_problem(path: str, exc: MarkedYAMLError) -> SpecProblem:
+def _syntax_problem(path: str, exc: MarkedYAMLError, text: str) -> SpecProblem:
     mark = exc.problem_mark or exc.context_mark
     line, column = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
     problem = (exc.problem or "invalid YAML").strip()
@@ -181,9 +181,14 @@ def _syntax_problem(path: str, exc: MarkedYAMLError) -> SpecProblem:
     message = f"YAML syntax error: {problem}"
     if context:
         message += f" ({context})"
-    if "\t" in problem or "tab" in problem.lower():
+    if mark is not None and "\t" in _line_of(text, mark.line)[: mark.column + 1]:
         message += "; indent with spaces, YAML does not allow tabs"
     return SpecProblem(path, line, column, message)
+
+
+def _line_of(text: str, index: int) -> str:
+    lines = text.splitlines()
+    return lines[index] if 0 <= index < len(lines) else ""
 
 
 def _scalar(event: ScalarEvent, position: Position) -> Any:

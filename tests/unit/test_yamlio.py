@@ -1,0 +1,120 @@
+"""The YAML reader: YAML 1.2 core values, refusals with positions, and the safety limits."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+
+from hecate_agent.spec.yamlio import ReadLimits, parse_yaml
+
+
+def values(text: str) -> list[object]:
+    parsed = parse_yaml("f.yaml", text.encode())
+    assert parsed.problems == []
+    return [doc.value for doc in parsed.documents]
+
+
+def only_problem(text: str | bytes, limits: ReadLimits = ReadLimits()) -> tuple[int, int, str]:
+    data = text.encode() if isinstance(text, str) else text
+    parsed = parse_yaml("f.yaml", data, limits)
+    assert len(parsed.problems) == 1, parsed.problems
+    problem = parsed.problems[0]
+    assert problem.file == "f.yaml"
+    return problem.line, problem.column, problem.message
+
+
+def test_core_schema_scalars() -> None:
+    [doc] = values(
+        "s: hello\nq: '1.2'\ni: 42\nneg: -7\nhex: 0x1F\noct: 0o17\nf: 1.5\ninf: .inf\nnan: .nan\n"
+        "t: true\nn: null\ntilde: ~\nempty:\ndate: 2024-01-01\nyes: yes\nzero: 010\n"
+    )
+    assert isinstance(doc, dict)
+    assert doc["s"] == "hello" and doc["q"] == "1.2" and doc["i"] == 42 and doc["neg"] == -7
+    assert doc["hex"] == 31 and doc["oct"] == 15 and doc["f"] == 1.5 and doc["inf"] == math.inf
+    assert math.isnan(doc["nan"])
+    assert doc["t"] is True and doc["n"] is None and doc["tilde"] is None and doc["empty"] is None
+    # YAML 1.2: no timestamps, no yes/no booleans, no implicit octal
+    assert doc["date"] == "2024-01-01" and doc["yes"] == "yes" and doc["zero"] == 10
+
+
+def test_quoted_and_block_scalars_stay_strings() -> None:
+    [doc] = values('a: "true"\nb: |\n  line\nc: >\n  folded\nd: !!str 12\ne: !!int "12"\n')
+    assert doc == {"a": "true", "b": "line\n", "c": "folded\n", "d": "12", "e": 12}
+
+
+def test_multiple_documents_and_their_lines() -> None:
+    parsed = parse_yaml("f.yaml", b"a: 1\n---\nb: 2\n---\n")
+    assert [d.value for d in parsed.documents] == [{"a": 1}, {"b": 2}, None]
+    assert [d.line for d in parsed.documents] == [1, 2, 4]
+
+
+def test_duplicate_key_names_both_positions() -> None:
+    line, column, message = only_problem("spec:\n  domain: a\n  port: 1\n  domain: b\n")
+    assert (line, column) == (4, 3)
+    assert "duplicate key 'domain'" in message and "line 2, column 3" in message
+
+
+def test_merge_keys_and_overrides() -> None:
+    [doc] = values("base: &b {x: 1, y: 2}\nuse:\n  <<: *b\n  y: 3\n")
+    assert doc == {"base": {"x": 1, "y": 2}, "use": {"x": 1, "y": 3}}
+
+
+def test_billion_laughs_fails_fast() -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    started = time.perf_counter()
+    line, column, message = only_problem("\n".join(lines) + "\n")
+    assert time.perf_counter() - started < 1.0
+    assert "aliases expand to more than 100,000 nodes" in message
+    assert line == 6  # the first alias that crosses the budget
+
+
+def test_recursive_and_unknown_aliases() -> None:
+    assert "unknown or unfinished anchor" in only_problem("a: &a [*a]\n")[2]
+    assert "unknown or unfinished anchor" in only_problem("a: *nope\n")[2]
+
+
+def test_depth_limit() -> None:
+    line, column, message = only_problem("[" * 100 + "]" * 100, ReadLimits(max_depth=64))
+    assert (line, column) == (1, 65) and "nesting deeper than 64" in message
+
+
+def test_tags_are_not_executed_or_interpreted() -> None:
+    line, column, message = only_problem("x: !!python/object/apply:os.system [echo hi]\n")
+    assert (line, column) == (1, 4) and "unsupported YAML tag" in message
+    assert "unsupported YAML tag '!custom'" in only_problem("x: !custom 1\n")[2]
+    assert "is not a valid !!int" in only_problem("x: !!int abc\n")[2]
+
+
+def test_syntax_errors_are_positioned() -> None:
+    line, column, message = only_problem("a: [1, 2\nb: 3\n")
+    assert line == 2 and message.startswith("YAML syntax error")
+    line, column, message = only_problem("a:\n\tb: 1\n")
+    assert (line, column) == (2, 1) and "tabs" in message
+
+
+def test_complex_keys_refused() -> None:
+    assert "complex mapping keys" in only_problem("? [a, b]\n: 1\n")[2]
+
+
+def test_encoding_problems() -> None:
+    line, column, message = only_problem(b"a: 1\nb: caf\xe9\n")
+    assert (line, column) == (2, 7) and "not valid UTF-8" in message
+    assert "NUL byte" in only_problem(b"a: 1\x00\n")[2]
+    assert values("\ufeffa: 1\n") == [{"a": 1}]  # a BOM is fine
+
+
+def test_size_limit() -> None:
+    line, column, message = only_problem(b"a: 1\n" * 100, ReadLimits(max_file_bytes=100))
+    assert (line, column) == (0, 0) and "over the 100-byte limit" in message
+
+
+def test_positions_of_keys_and_values() -> None:
+    parsed = parse_yaml("f.yaml", b"spec:\n  upstreams:\n    - dial: a:1\n      weight: 0\n", with_positions=True)
+    doc = parsed.documents[0]
+    assert doc.position_of(("spec", "upstreams", 0, "weight")) == (4, 15)
+    assert doc.position_of(("spec", "upstreams", 0, "weight"), key=True) == (4, 7)
+    # a path that does not exist falls back to its nearest ancestor's key
+    assert doc.position_of(("spec", "upstreams", 0, "missing")) == (3, 7)
