@@ -40,14 +40,14 @@ def validate(path: Path, output_format: str, max_file_size: int) -> None:
     """Validate the specs under PATH (a directory or one file). Exit 0 valid, 1 invalid."""
     from hecate_agent.report import RENDERERS
     from hecate_agent.sources.directory import read_directory
-    from hecate_agent.spec.loader import load_specs
+    from hecate_agent.spec.loader import check_snapshot
     from hecate_agent.spec.yamlio import ReadLimits
 
     limits = ReadLimits(max_file_bytes=max_file_size)
     files, problems = read_directory(path, limits)
-    result = load_specs(files, limits)
-    problems = sorted(problems + result.problems)
-    sys.stdout.write(RENDERERS[output_format](problems, result.counts, str(path)))
+    found, counts = check_snapshot(files, limits)
+    problems = sorted(problems + found)
+    sys.stdout.write(RENDERERS[output_format](problems, counts, str(path)))
     sys.exit(EXIT_INVALID if problems else EXIT_OK)
 
 

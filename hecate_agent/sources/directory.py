@@ -33,59 +33,98 @@ def read_directory(
     so `validate sample-repo` reports `sample-repo/routes/app.yaml:3:5`.
     """
     if root.is_file():
-        return _read_files(root.parent, [root.name], root.parent, limits)
+        prefix = str(root.parent).rstrip("/")
+        return _read_files(str(root.parent), [root.name], "" if prefix in ("", ".") else prefix, limits)
+    prefix = str(root).rstrip("/")
+    prefix = "" if prefix in ("", ".") else prefix
     real_root = os.path.realpath(root)
     relatives: list[str] = []
     problems: list[SpecProblem] = []
-    for folder, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in dirnames:
-            link = os.path.join(folder, name)
-            if os.path.islink(link) and not _inside(os.path.realpath(link), real_root):
-                shown = _shown(root, os.path.relpath(link, root))
-                problems.append(_escape_problem(shown, os.path.realpath(link)))
-        relatives.extend(
-            os.path.relpath(os.path.join(folder, n), root)
-            for n in sorted(filenames)
-            if not n.startswith(".") and n.endswith(SPEC_SUFFIXES)
-        )
-    files, more = _read_files(root, relatives, root, limits)
+    pending = [""]
+    while pending:
+        folder = pending.pop()
+        with os.scandir(os.path.join(root, folder) if folder else root) as listing:
+            entries = sorted(listing, key=lambda e: e.name)
+        subfolders = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            relative = f"{folder}/{entry.name}" if folder else entry.name
+            if entry.is_symlink():
+                target = os.path.realpath(entry.path)
+                if not _inside(target, real_root):
+                    problems.append(_escape_problem(_shown(prefix, relative), target))
+                    continue
+                if entry.is_dir():
+                    continue  # its files are reached through the real folder
+            if entry.is_dir(follow_symlinks=False):
+                subfolders.append(relative)
+            elif entry.name.endswith(SPEC_SUFFIXES):
+                relatives.append(relative)
+        pending.extend(reversed(subfolders))
+    files, more = _read_files(str(root), relatives, prefix, limits)
     return files, problems + more
 
 
-def _shown(root: Path, relative: str) -> str:
-    relative = relative.replace(os.sep, "/")
-    prefix = str(root).rstrip("/")
-    return relative if prefix in ("", ".") else f"{prefix}/{relative}"
+def _shown(prefix: str, relative: str) -> str:
+    return f"{prefix}/{relative}" if prefix else relative
 
 
 def _read_files(
-    root: Path, relatives: list[str], display_root: Path, limits: ReadLimits
+    root: str, relatives: list[str], prefix: str, limits: ReadLimits
 ) -> tuple[list[SourceFile], list[SpecProblem]]:
-    real_root = os.path.realpath(root)
     files: list[SourceFile] = []
     problems: list[SpecProblem] = []
     for relative in relatives:
+        shown = _shown(prefix, relative)
         full = os.path.join(root, relative)
-        shown = _shown(display_root, relative)
-        if os.path.islink(full) and not _inside(os.path.realpath(full), real_root):
-            problems.append(_escape_problem(shown, os.path.realpath(full)))
-            continue
         try:
-            info = os.stat(full)
-            if not stat.S_ISREG(info.st_mode):
-                problems.append(SpecProblem(shown, 0, 0, "not a regular file; specs must be plain files"))
-                continue
-            if info.st_size > limits.max_file_bytes:
-                problems.append(size_problem(shown, info.st_size, limits.max_file_bytes))
-                continue
-            with open(full, "rb") as handle:
-                data = handle.read(limits.max_file_bytes + 1)
+            data = _read_regular_file(full, limits.max_file_bytes)
+        except _NotRegularError:
+            problems.append(SpecProblem(shown, 0, 0, "not a regular file; specs must be plain files"))
+            continue
+        except _TooLargeError as exc:
+            problems.append(size_problem(shown, exc.size, limits.max_file_bytes))
+            continue
         except OSError as exc:
             problems.append(SpecProblem(shown, 0, 0, f"cannot read file: {exc.strerror}"))
             continue
-        files.append(SourceFile(relative.replace(os.sep, "/"), data, shown))
+        files.append(SourceFile(relative, data, shown))
     return files, problems
+
+
+class _NotRegularError(Exception):
+    pass
+
+
+class _TooLargeError(Exception):
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
+def _read_regular_file(path: str, max_bytes: int) -> bytes:
+    """Open without blocking (a FIFO would hang a plain open), check it is a small regular file, read it."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise _NotRegularError
+        if info.st_size > max_bytes:
+            raise _TooLargeError(info.st_size)
+        chunks = []
+        remaining = max_bytes + 1
+        while remaining > 0:
+            chunk = os.read(fd, min(remaining, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        data = b"".join(chunks)
+        if len(data) > max_bytes:  # grew after fstat
+            raise _TooLargeError(len(data))
+        return data
+    finally:
+        os.close(fd)
 
 
 def _escape_problem(path: str, target: str) -> SpecProblem:

@@ -6,6 +6,9 @@ directory, one Git commit's tree); nothing here touches the filesystem.
 
 from __future__ import annotations
 
+import gc
+import multiprocessing
+import os
 import types as pytypes
 import typing
 from collections.abc import Sequence
@@ -15,7 +18,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from hecate_agent.errors import SpecProblem
-from hecate_agent.spec.checks import check_cross_references
+from hecate_agent.spec.checks import Facts, check_cross_references, facts_of
 from hecate_agent.spec.messages import friendly_message
 from hecate_agent.spec.models import (
     DOCUMENT_MODELS,
@@ -125,68 +128,131 @@ class Locator:
 
 
 def load_specs(files: Sequence[SourceFile], limits: ReadLimits = DEFAULT_LIMITS) -> LoadResult:
-    """Parse and validate a whole snapshot; never raises on bad input."""
-    problems: list[SpecProblem] = []
-    raw = {f.display: f.data for f in files}
-    locator = Locator(raw, limits)
-    routes: list[Located[RouteDocument]] = []
-    policies: list[Located[AuthPolicyDocument]] = []
-    streams: list[Located[StreamDocument]] = []
-    config = GlobalConfig()
-    config_file: str | None = None
-
-    for source in sorted(files, key=lambda f: f.path):
-        parsed = parse_yaml(source.display, source.data, limits)
-        problems.extend(parsed.problems)
-        is_config = source.path in CONFIG_FILES
-        for doc in parsed.documents:
-            if doc.value is None:
-                continue  # an empty document, e.g. after a trailing '---'
-            if is_config:
-                loaded = _validate_config(source.display, doc, locator, problems)
-                if loaded is not None:
-                    if config_file is not None:
-                        problems.append(
-                            SpecProblem(
-                                source.display,
-                                doc.line,
-                                1,
-                                "config.yaml holds more than one document; keep a single 'global:' document",
-                                kind="Config",
-                            )
-                        )
-                    config, config_file = loaded, source.display
-                continue
-            located = _validate_document(source.display, doc, locator, problems)
-            if isinstance(located, Located):
-                if isinstance(located.doc, RouteDocument):
-                    routes.append(located)
-                elif isinstance(located.doc, AuthPolicyDocument):
-                    policies.append(located)
-                else:
-                    streams.append(located)
-
-    problems.extend(
-        check_cross_references(
-            routes=routes, policies=policies, streams=streams, config=config, locator=locator
-        )
-    )
-    counts = {
-        "Route": len(routes),
-        "AuthPolicy": len(policies),
-        "Stream": len(streams),
-        "Config": 1 if config_file else 0,
-    }
+    """Parse and validate a whole snapshot into a `DesiredState`; never raises on bad input."""
+    locator = Locator({f.display: f.data for f in files}, limits)
+    config, config_file, problems = _load_config(files, limits, locator)
+    documents, more = validate_documents([f for f in files if f.path not in CONFIG_FILES], limits, locator)
+    problems += more
+    facts = [facts_of(d) for d in documents]
+    problems += check_cross_references(facts, config, locator)
+    counts = count_kinds(facts, config_file)
     if problems:
         return LoadResult(None, sorted(set(problems)), counts)
+
+    def of_kind(kind: type[T]) -> tuple[Located[T], ...]:
+        return tuple(sorted((d for d in documents if isinstance(d.doc, kind)), key=lambda d: d.name))
+
     state = DesiredState(
-        routes=tuple(sorted(routes, key=lambda r: r.name)),
-        auth_policies=tuple(sorted(policies, key=lambda p: p.name)),
-        streams=tuple(sorted(streams, key=lambda s: s.name)),
+        routes=of_kind(RouteDocument),
+        auth_policies=of_kind(AuthPolicyDocument),
+        streams=of_kind(StreamDocument),
         config=config,
         config_file=config_file,
     )
-    return LoadResult(state, [], state.counts())
+    return LoadResult(state, [], counts)
+
+
+def check_snapshot(
+    files: Sequence[SourceFile], limits: ReadLimits = DEFAULT_LIMITS, *, workers: int | None = None
+) -> tuple[list[SpecProblem], dict[str, int]]:
+    """Only the verdict of `load_specs` (problems and counts), spread over processes for big snapshots.
+
+    Parsing dominates a cold validate and is CPU-bound Python, so `validate`
+    of a 10,000-file repository uses every core. Workers send back only
+    problems and the small `Facts` the cross-file checks need, never models.
+    """
+    workers = workers if workers is not None else min(os.cpu_count() or 1, 4)
+    specs = [f for f in files if f.path not in CONFIG_FILES]
+    if workers < 2 or len(specs) < PARALLEL_THRESHOLD:
+        result = load_specs(files, limits)
+        return result.problems, result.counts
+    locator = Locator({f.display: f.data for f in files}, limits)
+    config, config_file, problems = _load_config(files, limits, locator)
+    global _FORKED_SNAPSHOT  # noqa: PLW0603  (read by the forked children instead of pickling 10k files)
+    _FORKED_SNAPSHOT = specs
+    try:
+        context = multiprocessing.get_context("fork")  # children inherit the imported modules: no start-up
+        with context.Pool(workers) as pool:
+            outcomes = pool.starmap(_check_share, [(share, workers, limits) for share in range(workers)])
+    finally:
+        _FORKED_SNAPSHOT = []
+    facts = [fact for share_facts, _ in outcomes for fact in share_facts]
+    for _, share_problems in outcomes:
+        problems += share_problems
+    problems += check_cross_references(facts, config, locator)
+    return sorted(set(problems)), count_kinds(facts, config_file)
+
+
+PARALLEL_THRESHOLD = 1000
+_FORKED_SNAPSHOT: Sequence[SourceFile] = []
+
+
+def _check_share(share: int, shares: int, limits: ReadLimits) -> tuple[list[Facts], list[SpecProblem]]:
+    """Validate every `shares`-th file of the forked snapshot, starting at `share`."""
+    files = _FORKED_SNAPSHOT[share::shares]
+    locator = Locator({f.display: f.data for f in files}, limits)
+    # Spec values hold no reference cycles; the cycle collector would only rescan a growing heap.
+    gc.disable()
+    documents, problems = validate_documents(files, limits, locator)
+    return [facts_of(d) for d in documents], problems
+
+
+def count_kinds(facts: Sequence[Facts], config_file: str | None) -> dict[str, int]:
+    counts = {kind: 0 for kind in KINDS}
+    for fact in facts:
+        counts[fact.kind] += 1
+    counts["Config"] = 1 if config_file else 0
+    return counts
+
+
+def validate_documents(
+    files: Sequence[SourceFile], limits: ReadLimits, locator: Locator
+) -> tuple[list[Located[Any]], list[SpecProblem]]:
+    """Parse and validate each spec file (not config.yaml) on its own."""
+    documents: list[Located[Any]] = []
+    problems: list[SpecProblem] = []
+    for source in sorted(files, key=lambda f: f.path):
+        parsed = parse_yaml(source.display, source.data, limits)
+        problems.extend(parsed.problems)
+        for doc in parsed.documents:
+            if doc.value is None:
+                continue  # an empty document, e.g. after a trailing '---'
+            located = _validate_document(source.display, doc, locator, problems)
+            if located is not None:
+                documents.append(located)
+    return documents, problems
+
+
+def _load_config(
+    files: Sequence[SourceFile], limits: ReadLimits, locator: Locator
+) -> tuple[GlobalConfig, str | None, list[SpecProblem]]:
+    """The root config.yaml (defaults when there is none)."""
+    problems: list[SpecProblem] = []
+    config, config_file = GlobalConfig(), None
+    for source in sorted(files, key=lambda f: f.path):
+        if source.path not in CONFIG_FILES:
+            continue
+        parsed = parse_yaml(source.display, source.data, limits)
+        problems.extend(parsed.problems)
+        for doc in parsed.documents:
+            if doc.value is None:
+                continue
+            loaded = _validate_config(source.display, doc, locator, problems)
+            if loaded is None:
+                continue
+            if config_file is not None:
+                problems.append(
+                    SpecProblem(
+                        source.display,
+                        doc.line,
+                        1,
+                        "more than one global config (config.yaml / config.yml, or several documents); "
+                        "keep a single 'global:' document",
+                        kind="Config",
+                    )
+                )
+            config, config_file = loaded, source.display
+    return config, config_file, problems
 
 
 def _document_identity(value: dict[str, Any]) -> tuple[str, str]:

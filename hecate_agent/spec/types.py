@@ -12,6 +12,7 @@ author cannot inject proxy syntax: no `{`/`}` (Caddy placeholders such as
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ class Duration:
         return "".join(parts)
 
     @classmethod
+    @functools.lru_cache(maxsize=1024)  # specs repeat the same few durations thousands of times
     def parse(cls, text: str) -> Duration:
         match = _DURATION.match(text.strip()) if text.strip() else None
         if match is None or not any(match.groups()):
@@ -136,9 +138,17 @@ def _to_ascii_host(value: str) -> str:
         raise _fail(f"{value!r} is not a valid internationalised domain name") from None
 
 
+_IPV4 = re.compile(
+    r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}\Z"
+)
+
+
 def _looks_like_ip(value: str) -> bool:
+    bare = value.strip("[]")
+    if ":" not in bare:
+        return _IPV4.match(bare) is not None  # ipaddress is ~10x slower and this runs per upstream
     try:
-        ipaddress.ip_address(value.strip("[]"))
+        ipaddress.IPv6Address(bare)
     except ValueError:
         return False
     return True

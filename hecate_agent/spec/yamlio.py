@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from _ruamel_yaml import CParser
-from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import (
     AliasEvent,
     DocumentStartEvent,
@@ -36,6 +36,7 @@ from ruamel.yaml.events import (
     SequenceStartEvent,
     StreamEndEvent,
 )
+from ruamel.yaml.reader import ReaderError
 
 from hecate_agent.errors import SpecProblem
 
@@ -59,6 +60,7 @@ _NAN = re.compile(r"\.(?:nan|NaN|NAN)\Z")
 # A plain scalar that can only be a string: starts with a letter and is not one
 # of the keywords above. Checked first because it is by far the common case.
 _SURELY_STR = re.compile(r"[A-Za-z_/][^\s]*\Z")
+_KEYWORDS = frozenset(_NULLS | _TRUES | _FALSES)
 
 
 @dataclass(frozen=True)
@@ -135,9 +137,7 @@ def decode_utf8(path: str, data: bytes) -> tuple[str | None, SpecProblem | None]
     if text.startswith("\ufeff"):
         text = text[1:]
     if "\x00" in text:
-        offset = text.index("\x00")
-        line = text.count("\n", 0, offset) + 1
-        column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+        line, column = _offset_position(text, text.index("\x00"))
         return None, SpecProblem(path, line, column, "file contains a NUL byte; specs are text files")
     return text, None
 
@@ -160,6 +160,13 @@ def parse_yaml(
         result.problems.append(SpecProblem(path, exc.position[0], exc.position[1], exc.message))
     except MarkedYAMLError as exc:
         result.problems.append(_syntax_problem(path, exc, text))
+    except ReaderError as exc:
+        line, column = _offset_position(text, exc.position)
+        result.problems.append(
+            SpecProblem(path, line, column, f"character {exc.character!r} is not allowed in YAML; remove it")
+        )
+    except YAMLError as exc:  # any other refusal by the parser, unpositioned
+        result.problems.append(SpecProblem(path, 1, 1, f"YAML error: {str(exc).splitlines()[0]}"))
     return result
 
 
@@ -184,6 +191,11 @@ def _syntax_problem(path: str, exc: MarkedYAMLError, text: str) -> SpecProblem:
     if mark is not None and "\t" in _line_of(text, mark.line)[: mark.column + 1]:
         message += "; indent with spaces, YAML does not allow tabs"
     return SpecProblem(path, line, column, message)
+
+
+def _offset_position(text: str, offset: int) -> Position:
+    line = text.count("\n", 0, offset) + 1
+    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
 
 
 def _line_of(text: str, index: int) -> str:
@@ -224,7 +236,7 @@ def _scalar(event: ScalarEvent, position: Position) -> Any:
 
 def _resolve_plain(value: str) -> Any:
     """YAML 1.2 core schema resolution of a plain scalar."""
-    if _SURELY_STR.match(value) and value not in _TRUES and value not in _FALSES and value not in _NULLS:
+    if _SURELY_STR.match(value) and value not in _KEYWORDS:
         return value
     if value in _NULLS:
         return None
@@ -247,39 +259,42 @@ def _resolve_plain(value: str) -> Any:
     return value
 
 
+def _at(mark: Any) -> Position:
+    return (mark.line + 1, mark.column + 1)
+
+
 class _Frame:
-    """A collection under construction."""
+    """A collection under construction. Marks are kept raw: positions are only computed when needed."""
 
     __slots__ = (
         "anchor",
         "container",
+        "is_map",
         "key",
-        "key_position",
-        "key_positions",
+        "key_mark",
+        "key_marks",
         "merged",
         "nodes_at_start",
         "path",
-        "start",
+        "start_mark",
     )
 
     def __init__(
-        self, container: Any, path: Path, anchor: str | None, nodes_at_start: int, start: Position
+        self, container: Any, path: Path, anchor: str | None, nodes_at_start: int, mark: Any
     ) -> None:
         self.container = container
+        self.is_map = type(container) is dict
         self.path = path
         self.key: Any = _NO_KEY
-        self.key_position = start
+        self.key_mark = mark
         self.anchor = anchor
         self.nodes_at_start = nodes_at_start
-        self.start = start
+        self.start_mark = mark
         self.merged: set[Any] = set()  # keys copied by '<<', which an explicit key may override
-        self.key_positions: dict[Any, Position] = {}
-
-    def expects_key(self) -> bool:
-        return type(self.container) is dict and self.key is _NO_KEY
+        self.key_marks: dict[Any, Any] = {}
 
     def child_path(self) -> Path:
-        if type(self.container) is dict:
+        if self.is_map:
             return (*self.path, self.key)
         return (*self.path, len(self.container))
 
@@ -309,66 +324,96 @@ class _Builder:
                 docs.append(Document(len(docs), value, line, positions))
 
     def _document(self, positions: dict[Path, tuple[Position, Position]] | None) -> Any:
-        """Build one document; returns once its root node is complete."""
+        """Build one document; returns once its root node is complete.
+
+        The hot loop: every spec byte passes through here, so the common case
+        (a plain string scalar) is handled inline and paths are only tracked
+        when positions were asked for.
+        """
         get_event = self.parser.get_event
         anchors: dict[str, tuple[Any, int]] = {}
         stack: list[_Frame] = []
+        top: _Frame | None = None
         max_depth = self.limits.max_depth
+        track = positions is not None
+        surely_str = _SURELY_STR.match
+        path: Path = ()
         while True:
             event = get_event()
             cls = type(event)
             if cls is ScalarEvent:
-                start = (event.start_mark.line + 1, event.start_mark.column + 1)
                 self.nodes += 1
-                value = _scalar(event, start)
-                if stack and stack[-1].expects_key():
-                    self._take_key(stack[-1], value, start)
+                raw = event.value
+                if event.tag is None and event.style == "" and surely_str(raw) and raw not in _KEYWORDS:
+                    value: Any = raw
+                elif event.tag is None and event.style != "":
+                    value = raw
+                else:
+                    value = _scalar(event, _at(event.start_mark))
+                mark = event.start_mark
+                if top is not None and top.is_map and top.key is _NO_KEY:
+                    self._take_key(top, value, mark)
                     continue
                 if event.anchor is not None:
                     anchors[event.anchor] = (value, 1)
-                path = stack[-1].child_path() if stack else ()
+                if track:
+                    path = top.child_path() if top is not None else ()
             elif cls is MappingEndEvent or cls is SequenceEndEvent:
                 frame = stack.pop()
+                top = stack[-1] if stack else None
                 value = frame.container
                 if frame.anchor is not None:
                     anchors[frame.anchor] = (value, self.nodes - frame.nodes_at_start + 1)
-                start = frame.start
+                mark = frame.start_mark
                 path = frame.path
             elif cls is MappingStartEvent or cls is SequenceStartEvent:
-                start = (event.start_mark.line + 1, event.start_mark.column + 1)
-                if stack and stack[-1].expects_key():
+                mark = event.start_mark
+                if top is not None and top.is_map and top.key is _NO_KEY:
                     raise _ReadError(
-                        "complex mapping keys are not supported; keys must be plain strings", start
+                        "complex mapping keys are not supported; keys must be plain strings", _at(mark)
                     )
                 if len(stack) >= max_depth:
                     raise _ReadError(
-                        f"nesting deeper than {max_depth} levels; specs are never this deep", start
+                        f"nesting deeper than {max_depth} levels; specs are never this deep", _at(mark)
                     )
                 if event.tag is not None and event.tag not in _COLLECTION_TAGS:
-                    raise _ReadError(f"unsupported YAML tag {event.tag!r}; specs use plain values", start)
+                    raise _ReadError(f"unsupported YAML tag {event.tag!r}; specs use plain values", _at(mark))
                 self.nodes += 1
                 container: Any = {} if cls is MappingStartEvent else []
-                path = stack[-1].child_path() if stack else ()
-                stack.append(_Frame(container, path, event.anchor, self.nodes, start))
+                if track:
+                    path = top.child_path() if top is not None else ()
+                top = _Frame(container, path, event.anchor, self.nodes, mark)
+                stack.append(top)
                 continue
             elif cls is AliasEvent:
-                start = (event.start_mark.line + 1, event.start_mark.column + 1)
-                value = self._expand_alias(event.anchor, anchors, start)
-                if stack and stack[-1].expects_key():
-                    raise _ReadError("an alias cannot be a mapping key", start)
-                path = stack[-1].child_path() if stack else ()
+                mark = event.start_mark
+                value = self._expand_alias(event.anchor, anchors, _at(mark))
+                if top is not None and top.is_map and top.key is _NO_KEY:
+                    raise _ReadError("an alias cannot be a mapping key", _at(mark))
+                if track:
+                    path = top.child_path() if top is not None else ()
             else:  # DocumentEndEvent and friends carry nothing we need
                 continue
 
             if positions is not None:
-                key_position = (
-                    stack[-1].key_position if stack and type(stack[-1].container) is dict else start
-                )
-                positions[path] = (key_position, start)
-            if not stack:
+                key_mark = top.key_mark if top is not None and top.is_map else mark
+                positions[path] = (_at(key_mark), _at(mark))
+            if top is None:
                 get_event()  # the DocumentEndEvent
                 return value
-            self._add(stack[-1], value, start)
+            container = top.container
+            if not top.is_map:
+                container.append(value)
+                continue
+            key = top.key
+            top.key = _NO_KEY
+            if key == "<<":
+                _merge(top, value, mark)
+                continue
+            container[key] = value
+            top.key_marks[key] = top.key_mark
+            if top.merged:
+                top.merged.discard(key)
 
     def _expand_alias(self, anchor: str, anchors: dict[str, tuple[Any, int]], start: Position) -> Any:
         if anchor not in anchors:
@@ -390,46 +435,31 @@ class _Builder:
         return value
 
     @staticmethod
-    def _take_key(frame: _Frame, key: Any, position: Position) -> None:
+    def _take_key(frame: _Frame, key: Any, mark: Any) -> None:
         if isinstance(key, float) and math.isnan(key):
-            raise _ReadError("'.nan' cannot be a mapping key", position)
+            raise _ReadError("'.nan' cannot be a mapping key", _at(mark))
         if key in frame.container and key not in frame.merged:
-            line, column = frame.key_positions[key]
+            line, column = _at(frame.key_marks[key])
             raise _ReadError(
                 f"duplicate key {key!r}: it is already set at line {line}, column {column} "
                 "of this mapping; remove one of the two",
-                position,
+                _at(mark),
             )
         frame.key = key
-        frame.key_position = position
-
-    @staticmethod
-    def _add(frame: _Frame, value: Any, position: Position) -> None:
-        container = frame.container
-        if type(container) is list:
-            container.append(value)
-            return
-        key = frame.key
-        frame.key = _NO_KEY
-        if key == "<<":
-            _merge(frame, value, position)
-            return
-        container[key] = value
-        frame.key_positions[key] = frame.key_position
-        frame.merged.discard(key)
+        frame.key_mark = mark
 
 
-def _merge(frame: _Frame, value: Any, position: Position) -> None:
+def _merge(frame: _Frame, value: Any, mark: Any) -> None:
     """YAML merge key: copy the keys the mapping does not set itself."""
     sources = value if isinstance(value, list) else [value]
     for source in sources:
         if not isinstance(source, dict):
-            raise _ReadError("a merge key ('<<') needs a mapping or a list of mappings", position)
+            raise _ReadError("a merge key ('<<') needs a mapping or a list of mappings", _at(mark))
         for key, item in source.items():
             if key not in frame.container:
                 frame.container[key] = item
                 frame.merged.add(key)
-                frame.key_positions[key] = position
+                frame.key_marks[key] = mark
 
 
 class _NoKey:

@@ -26,7 +26,7 @@ def test_names_are_unique_per_kind_but_may_repeat_across_kinds() -> None:
         "c.yaml": stream(name="web"),
     })
     assert len(found) == 1
-    file, line, field, message = found[0]
+    file, _, field, message = found[0]
     assert (file, field) == ("b.yaml", "metadata.name")
     assert "Route name 'web' is already used at a.yaml:" in message
 
@@ -109,3 +109,19 @@ def test_a_valid_state_is_ordered_by_name() -> None:
     assert result.state is not None
     assert [r.name for r in result.state.routes] == ["a", "b", "c"]
     assert result.counts == {"Route": 3, "AuthPolicy": 0, "Stream": 0, "Config": 0}
+
+
+def test_parallel_check_agrees_with_the_serial_load(monkeypatch) -> None:
+    from hecate_agent.spec import loader
+
+    files = {f"routes/r{i}.yaml": route(name=f"r{i}", domain=f"r{i}.example.com") for i in range(40)}
+    files["routes/dup.yaml"] = route(name="r3", domain="R7.example.com", upstreams=[{"dial": "x"}])
+    files["routes/dup2.yaml"] = route(name="r5", domain="r9.example.com", authPolicy="nope")
+    files["streams/s.yaml"] = [stream(name="a"), stream(name="b")]
+    files["config.yaml"] = config(healthChecks={"interval": "3s"})
+    snap = snapshot(files)
+    serial = load_specs(snap)
+    monkeypatch.setattr(loader, "PARALLEL_THRESHOLD", 2)
+    problems, counts = loader.check_snapshot(snap, workers=2)
+    assert problems == serial.problems and len(problems) == 5
+    assert counts == serial.counts == {"Route": 41, "AuthPolicy": 0, "Stream": 2, "Config": 1}

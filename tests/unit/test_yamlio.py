@@ -5,9 +5,7 @@ from __future__ import annotations
 import math
 import time
 
-import pytest
-
-from hecate_agent.spec.yamlio import ReadLimits, parse_yaml
+from hecate_agent.spec.yamlio import DEFAULT_LIMITS, ReadLimits, parse_yaml
 
 
 def values(text: str) -> list[object]:
@@ -16,7 +14,7 @@ def values(text: str) -> list[object]:
     return [doc.value for doc in parsed.documents]
 
 
-def only_problem(text: str | bytes, limits: ReadLimits = ReadLimits()) -> tuple[int, int, str]:
+def only_problem(text: str | bytes, limits: ReadLimits = DEFAULT_LIMITS) -> tuple[int, int, str]:
     data = text.encode() if isinstance(text, str) else text
     parsed = parse_yaml("f.yaml", data, limits)
     assert len(parsed.problems) == 1, parsed.problems
@@ -65,7 +63,7 @@ def test_billion_laughs_fails_fast() -> None:
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
     lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
     started = time.perf_counter()
-    line, column, message = only_problem("\n".join(lines) + "\n")
+    line, _, message = only_problem("\n".join(lines) + "\n")
     assert time.perf_counter() - started < 1.0
     assert "aliases expand to more than 100,000 nodes" in message
     assert line == 6  # the first alias that crosses the budget
