@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from hecate_agent import __version__
+
+if TYPE_CHECKING:
+    from hecate_agent.spec.loader import DesiredState
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -49,6 +53,47 @@ def validate(path: Path, output_format: str, max_file_size: int) -> None:
     problems = sorted(problems + found)
     sys.stdout.write(RENDERERS[output_format](problems, counts, str(path)))
     sys.exit(EXIT_INVALID if problems else EXIT_OK)
+
+
+def _load_or_exit(path: Path) -> tuple[DesiredState, str]:
+    """Load and validate PATH; on problems print them (text) and exit 1."""
+    from hecate_agent.report import render_text
+    from hecate_agent.sources.directory import read_directory
+    from hecate_agent.spec.loader import load_specs, snapshot_digest
+
+    files, problems = read_directory(path)
+    result = load_specs(files)
+    problems = sorted(problems + result.problems)
+    if problems or result.state is None:
+        sys.stderr.write(render_text(problems, result.counts, str(path)))
+        sys.exit(EXIT_INVALID)
+    return result.state, snapshot_digest(files)
+
+
+@cli.command()
+@click.argument("path", type=click.Path(exists=True, path_type=Path), default=".")
+@click.option("--target", type=click.Choice(["nginx"]), required=True, help="Which proxy's configuration.")
+@click.option(
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write the files into this directory instead of printing them.",
+)
+def render(path: Path, target: str, output: Path | None) -> None:
+    """Print (or write) the proxy configuration the specs under PATH render to."""
+    from hecate_agent.render.nginx import render_nginx
+
+    state, revision = _load_or_exit(path)
+    files = render_nginx(state, revision)
+    if output is not None:
+        output.mkdir(parents=True, exist_ok=True)
+        for name, content in files.items():
+            (output / name).write_text(content, encoding="utf-8")
+            click.echo(f"wrote {output / name}")
+        return
+    for name, content in files.items():
+        click.echo(f"# ---- {name} ----")
+        click.echo(content, nl=False)
 
 
 @cli.command()

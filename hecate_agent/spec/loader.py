@@ -7,6 +7,7 @@ directory, one Git commit's tree); nothing here touches the filesystem.
 from __future__ import annotations
 
 import gc
+import hashlib
 import multiprocessing
 import os
 import types as pytypes
@@ -103,6 +104,14 @@ class LoadResult:
     @property
     def ok(self) -> bool:
         return not self.problems and self.state is not None
+
+
+def snapshot_digest(files: Sequence[SourceFile]) -> str:
+    """Content hash of a snapshot: the revision of a directory source (12 hex digits)."""
+    digest = hashlib.sha256()
+    for source in sorted(files, key=lambda f: f.path):
+        digest.update(source.path.encode() + b"\0" + len(source.data).to_bytes(8, "big") + source.data)
+    return digest.hexdigest()[:12]
 
 
 class Locator:

@@ -1,0 +1,128 @@
+"""DesiredState → Nginx `stream` configuration: one file per Stream spec.
+
+Pure and deterministic. The files go into the agent's stream directory, which
+the main nginx.conf includes inside its single `stream {}` block (see
+`packaging/nginx-stream.conf`). Everything interpolated here was validated by
+the spec types (IP addresses, host names, ports, durations), so no spec value
+can carry `;`, braces, quotes, `$` or whitespace into a directive; `_token`
+re-checks it anyway, because this is the last line before Nginx.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from hecate_agent.spec.loader import DesiredState, Located
+from hecate_agent.spec.models import PRESET_PORTS, StreamDocument, StreamUpstream
+
+# Names Nginx sees are prefixed so they never collide with the operator's own upstreams/zones.
+UPSTREAM_PREFIX = "hecate_"
+ZONE_SIZE = "64k"
+CONNECT_TIMEOUT = "5s"
+TCP_IDLE_TIMEOUT = "10m"  # Nginx's default, stated so the file says what it does
+UDP_TIMEOUT = "5s"
+
+_SAFE_TOKEN = re.compile(r"[A-Za-z0-9_.:\[\]-]+\Z")
+
+
+@dataclass(frozen=True)
+class Listener:
+    """One socket a stream opens, and what it forwards to."""
+
+    stream: str
+    address: str
+    port: int
+    protocol: str
+    upstream_name: str
+
+    @property
+    def key(self) -> tuple[str, int, str]:
+        return (self.address, self.port, self.protocol)
+
+    def describe(self) -> str:
+        return f"{self.protocol} {format_address(self.address)}:{self.port}"
+
+
+def format_address(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
+
+
+def _token(value: str) -> str:
+    if not _SAFE_TOKEN.match(value):
+        raise ValueError(f"refusing to write {value!r} into an Nginx directive")
+    return value
+
+
+def listeners_of(stream: Located[StreamDocument]) -> list[Listener]:
+    spec = stream.doc.spec
+    name = stream.name
+    if spec.preset is None:
+        assert spec.listen.port is not None  # the model guarantees it without a preset
+        return [
+            Listener(name, spec.listen.address, spec.listen.port, spec.protocol, f"{UPSTREAM_PREFIX}{name}")
+        ]
+    return [
+        Listener(name, spec.listen.address, port, spec.protocol, f"{UPSTREAM_PREFIX}{name}_{port}")
+        for port in PRESET_PORTS[spec.preset]
+    ]
+
+
+def all_listeners(state: DesiredState) -> list[Listener]:
+    return [listener for stream in state.streams for listener in listeners_of(stream)]
+
+
+def _server_line(upstream: StreamUpstream, port: int | None) -> str:
+    address = upstream.server if port is None else f"{upstream.server}:{port}"
+    parts = [
+        f"server {_token(address)}",
+        f"weight={upstream.weight}",
+        f"max_fails={upstream.max_fails}",
+        f"fail_timeout={_token(str(upstream.fail_timeout))}",
+    ]
+    if upstream.backup:
+        parts.append("backup")
+    return " ".join(parts) + ";"
+
+
+def render_stream(stream: Located[StreamDocument], revision: str) -> str:
+    spec = stream.doc.spec
+    lines = [
+        f"# Managed by hecate-agent: Stream/{stream.name}, revision {revision}.",
+        "# Do not edit: the agent rewrites this file on every apply.",
+    ]
+    if spec.health_check is not None:
+        check = spec.health_check
+        lines.append(
+            f"# Active health checks (every {check.interval}, timeout {check.timeout}, "
+            f"{check.unhealthy_threshold} failures) are probed by the agent; Nginx applies the passive "
+            "max_fails/fail_timeout below."
+        )
+    for listener in listeners_of(stream):
+        upstream_port = None if spec.preset is None else listener.port
+        lines.append("")
+        lines.append(f"upstream {_token(listener.upstream_name)} {{")
+        # The balancing method (default round robin) must come before `server ... backup` lines.
+        lines.append(f"    zone {_token(listener.upstream_name)} {ZONE_SIZE};")
+        lines.extend(f"    {_server_line(u, upstream_port)}" for u in spec.upstreams)
+        lines.append("}")
+        lines.append("")
+        lines.append("server {")
+        udp = " udp" if listener.protocol == "udp" else ""
+        lines.append(f"    listen {_token(format_address(listener.address))}:{listener.port}{udp};")
+        lines.append(f"    proxy_pass {_token(listener.upstream_name)};")
+        lines.append(f"    proxy_connect_timeout {CONNECT_TIMEOUT};")
+        if listener.protocol == "udp":
+            # Request/response protocols (DNS, syslog acks): end the session after one reply
+            # instead of holding a socket per client for proxy_timeout.
+            lines.append("    proxy_responses 1;")
+            lines.append(f"    proxy_timeout {UDP_TIMEOUT};")
+        else:
+            lines.append(f"    proxy_timeout {TCP_IDLE_TIMEOUT};")
+        lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def render_nginx(state: DesiredState, revision: str) -> dict[str, str]:
+    """File name → content, one `<stream name>.conf` per Stream, sorted by name."""
+    return {f"{stream.name}.conf": render_stream(stream, revision) for stream in state.streams}

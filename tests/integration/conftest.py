@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.nginx import NginxInstance, nginx_available
+
+
+@pytest.fixture
+def nginx(tmp_path: Path) -> Iterator[NginxInstance]:
+    if not nginx_available():
+        pytest.fail("nginx with the stream module is required: run scripts/bootstrap (apt-get install nginx-light libnginx-mod-stream)")
+    instance = NginxInstance(tmp_path / "nginx")
+    instance.start()
+    try:
+        yield instance
+    finally:
+        instance.stop()
