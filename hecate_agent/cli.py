@@ -37,9 +37,7 @@ def cli() -> None:
     show_default=True,
     help="text for people, json for scripts, github for PR annotations, sarif for code scanning.",
 )
-@click.option(
-    "--max-file-size", type=int, default=1024 * 1024, show_default=True, help="Bytes per spec file."
-)
+@click.option("--max-file-size", type=int, default=1024 * 1024, show_default=True, help="Bytes per spec file.")
 def validate(path: Path, output_format: str, max_file_size: int) -> None:
     """Validate the specs under PATH (a directory or one file). Exit 0 valid, 1 invalid."""
     from hecate_agent.report import RENDERERS
@@ -72,7 +70,7 @@ def _load_or_exit(path: Path) -> tuple[DesiredState, str]:
 
 @cli.command()
 @click.argument("path", type=click.Path(exists=True, path_type=Path), default=".")
-@click.option("--target", type=click.Choice(["nginx"]), required=True, help="Which proxy's configuration.")
+@click.option("--target", type=click.Choice(["caddy", "nginx"]), required=True, help="Which proxy's configuration.")
 @click.option(
     "--output",
     type=click.Path(file_okay=False, path_type=Path),
@@ -80,11 +78,20 @@ def _load_or_exit(path: Path) -> tuple[DesiredState, str]:
     help="Write the files into this directory instead of printing them.",
 )
 def render(path: Path, target: str, output: Path | None) -> None:
-    """Print (or write) the proxy configuration the specs under PATH render to."""
-    from hecate_agent.render.nginx import render_nginx
+    """Print (or write) the proxy configuration the specs under PATH render to.
 
+    Caddy: the parts of its JSON config the agent owns, for this node's Caddy
+    (its modules decide, e.g., whether rate limiting is possible). `${VAR}`
+    references resolve from this environment; secret-looking ones are redacted.
+    Nginx: one stream file per Stream spec.
+    """
     state, revision = _load_or_exit(path)
-    files = render_nginx(state, revision)
+    if target == "caddy":
+        files = {"caddy.json": _render_caddy_or_exit(state)}
+    else:
+        from hecate_agent.render.nginx import render_nginx
+
+        files = render_nginx(state, revision)
     if output is not None:
         output.mkdir(parents=True, exist_ok=True)
         for name, content in files.items():
@@ -92,8 +99,31 @@ def render(path: Path, target: str, output: Path | None) -> None:
             click.echo(f"wrote {output / name}")
         return
     for name, content in files.items():
-        click.echo(f"# ---- {name} ----")
+        if len(files) > 1 or target == "nginx":
+            click.echo(f"# ---- {name} ----")
         click.echo(content, nl=False)
+
+
+def _render_caddy_or_exit(state: DesiredState) -> str:
+    import os
+    import shutil
+
+    from hecate_agent.proxies.caddy import CaddyError, detect_capabilities
+    from hecate_agent.render.caddy import CaddyCapabilities, RenderError, redact, render_caddy, to_json
+
+    capabilities = CaddyCapabilities()
+    if shutil.which("caddy"):
+        try:
+            capabilities = detect_capabilities()
+        except CaddyError as exc:
+            click.echo(f"warning: {exc}; assuming a standard Caddy {capabilities.version}", err=True)
+    try:
+        owned = render_caddy(state, capabilities=capabilities, environment=os.environ)
+    except RenderError as exc:
+        for problem in exc.problems:
+            click.echo(f"error: {problem}", err=True)
+        sys.exit(EXIT_INVALID)
+    return to_json(redact(owned, state, os.environ))
 
 
 @cli.command()

@@ -68,9 +68,7 @@ def render_github(problems: Sequence[SpecProblem], counts: Mapping[str, int], so
         props.append(f"title={_github_escape(title, property_value=True)}")
         message = f"{p.field}: {p.message}" if p.field else p.message
         out.append(f"::error {','.join(props)}::{_github_escape(message)}")
-    out.append(
-        render_text([], counts, source).strip() if not problems else f"{source}: {len(problems)} problem(s)"
-    )
+    out.append(render_text([], counts, source).strip() if not problems else f"{source}: {len(problems)} problem(s)")
     return "\n".join(out) + "\n"
 
 

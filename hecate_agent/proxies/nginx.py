@@ -264,9 +264,7 @@ class NginxStreams:
         started = time.monotonic()
         result = _run(self.settings.reload_command, self.settings.command_timeout)
         if result.returncode != 0:
-            raise NginxReloadError(
-                f"nginx -s reload refused the configuration: {_emerg_lines(result.stderr)}"
-            )
+            raise NginxReloadError(f"nginx -s reload refused the configuration: {_emerg_lines(result.stderr)}")
         deadline = started + self.settings.reload_timeout
         while True:
             new_workers = self.workers(master)
@@ -274,23 +272,16 @@ class NginxStreams:
             failed = [line for line in log_lines if "[emerg]" in line or "still could not bind" in line]
             if failed:
                 raise NginxReloadError(
-                    "Nginx could not apply the new configuration and kept the old one: "
-                    + "; ".join(failed[-3:])
+                    "Nginx could not apply the new configuration and kept the old one: " + "; ".join(failed[-3:])
                 )
             # Old workers may linger while they drain long connections; a new generation is what counts.
             if new_workers - old_workers:
                 missing = self._missing_listeners(master, listeners)
                 if not missing:
-                    return ReloadResult(
-                        old_workers, new_workers - old_workers, time.monotonic() - started, log_lines
-                    )
+                    return ReloadResult(old_workers, new_workers - old_workers, time.monotonic() - started, log_lines)
             if time.monotonic() > deadline:
                 missing = self._missing_listeners(master, listeners)
-                detail = (
-                    f"listeners not open: {', '.join(missing)}"
-                    if missing
-                    else "no new worker generation started"
-                )
+                detail = f"listeners not open: {', '.join(missing)}" if missing else "no new worker generation started"
                 raise NginxReloadError(
                     f"Nginx did not take the new configuration within {self.settings.reload_timeout:.0f} s "
                     f"({detail}); it keeps serving the previous one"
@@ -299,9 +290,7 @@ class NginxStreams:
 
     def _missing_listeners(self, master: int, listeners: Sequence[Listener]) -> list[str]:
         inodes = sockets.socket_inodes(master)
-        open_keys = {
-            (s.address, s.port, s.protocol) for s in sockets.listening_sockets() if s.inode in inodes
-        }
+        open_keys = {(s.address, s.port, s.protocol) for s in sockets.listening_sockets() if s.inode in inodes}
         return [
             f"Stream/{item.stream} {item.describe()}"
             for item in listeners

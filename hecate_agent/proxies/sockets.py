@@ -113,9 +113,7 @@ def can_bind(protocol: str, address: str, port: int) -> bool:
     kind = socket.SOCK_STREAM if protocol == "tcp" else socket.SOCK_DGRAM
     with socket.socket(family, kind) as probe:
         if kind == socket.SOCK_STREAM:
-            probe.setsockopt(
-                socket.SOL_SOCKET, socket.SO_REUSEADDR, 1
-            )  # as Nginx does: TIME_WAIT is no conflict
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Nginx does: TIME_WAIT is no conflict
         try:
             probe.bind((address, port))
         except OSError as exc:

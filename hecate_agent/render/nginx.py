@@ -59,9 +59,7 @@ def listeners_of(stream: Located[StreamDocument]) -> list[Listener]:
     name = stream.name
     if spec.preset is None:
         assert spec.listen.port is not None  # the model guarantees it without a preset
-        return [
-            Listener(name, spec.listen.address, spec.listen.port, spec.protocol, f"{UPSTREAM_PREFIX}{name}")
-        ]
+        return [Listener(name, spec.listen.address, spec.listen.port, spec.protocol, f"{UPSTREAM_PREFIX}{name}")]
     return [
         Listener(name, spec.listen.address, port, spec.protocol, f"{UPSTREAM_PREFIX}{name}_{port}")
         for port in PRESET_PORTS[spec.preset]

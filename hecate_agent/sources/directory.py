@@ -24,9 +24,7 @@ def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def read_directory(
-    root: Path, limits: ReadLimits = DEFAULT_LIMITS
-) -> tuple[list[SourceFile], list[SpecProblem]]:
+def read_directory(root: Path, limits: ReadLimits = DEFAULT_LIMITS) -> tuple[list[SourceFile], list[SpecProblem]]:
     """Snapshot every spec file under `root` (or `root` itself if it is one file).
 
     Problems and `SourceFile.shown` name files the way the caller wrote `root`,

@@ -64,18 +64,14 @@ def effective_health_check(check: RouteHealthCheck, config: GlobalConfig) -> tup
     )
 
 
-def check_cross_references(
-    facts: Sequence[Facts], config: GlobalConfig, locator: Locator
-) -> list[SpecProblem]:
+def check_cross_references(facts: Sequence[Facts], config: GlobalConfig, locator: Locator) -> list[SpecProblem]:
     problems: list[SpecProblem] = []
     ordered = sorted(facts, key=lambda f: (f.file, f.index))
 
     def problem(item: Facts, path: Path, message: str, *, key: bool = False) -> None:
         line, column = locator.position(item.file, item.index, path, key=key)
         problems.append(
-            SpecProblem(
-                item.file, line, column, message, kind=item.kind, name=item.name, field=format_field(path)
-            )
+            SpecProblem(item.file, line, column, message, kind=item.kind, name=item.name, field=format_field(path))
         )
 
     def where(item: Facts, path: Path) -> str:

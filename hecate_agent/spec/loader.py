@@ -271,9 +271,7 @@ def _document_identity(value: dict[str, Any]) -> tuple[str, str]:
     return (kind if isinstance(kind, str) else "", name if isinstance(name, str) else "")
 
 
-def _validate_document(
-    file: str, doc: Document, locator: Locator, problems: list[SpecProblem]
-) -> Located[Any] | None:
+def _validate_document(file: str, doc: Document, locator: Locator, problems: list[SpecProblem]) -> Located[Any] | None:
     if not isinstance(doc.value, dict):
         problems.append(
             SpecProblem(
@@ -295,9 +293,7 @@ def _validate_document(
                 line,
                 column,
                 f"'kind' {got}; expected one of {', '.join(KINDS)}"
-                + (
-                    " (the global config belongs in config.yaml at the root)" if "global" in doc.value else ""
-                ),
+                + (" (the global config belongs in config.yaml at the root)" if "global" in doc.value else ""),
                 kind=kind,
                 name=name,
                 field="kind",
@@ -307,15 +303,11 @@ def _validate_document(
     try:
         return Located(model.model_validate(doc.value), file, doc.index)
     except ValidationError as exc:
-        problems.extend(
-            _problems_from(exc, model=model, file=file, doc=doc, locator=locator, kind=kind, name=name)
-        )
+        problems.extend(_problems_from(exc, model=model, file=file, doc=doc, locator=locator, kind=kind, name=name))
         return None
 
 
-def _validate_config(
-    file: str, doc: Document, locator: Locator, problems: list[SpecProblem]
-) -> GlobalConfig | None:
+def _validate_config(file: str, doc: Document, locator: Locator, problems: list[SpecProblem]) -> GlobalConfig | None:
     if not isinstance(doc.value, dict):
         problems.append(
             SpecProblem(file, doc.line, 1, "config.yaml must be a mapping with a 'global' key", kind="Config")
@@ -325,9 +317,7 @@ def _validate_config(
         return ConfigDocument.model_validate(doc.value).global_
     except ValidationError as exc:
         problems.extend(
-            _problems_from(
-                exc, model=ConfigDocument, file=file, doc=doc, locator=locator, kind="Config", name=""
-            )
+            _problems_from(exc, model=ConfigDocument, file=file, doc=doc, locator=locator, kind="Config", name="")
         )
         return None
 

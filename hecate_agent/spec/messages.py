@@ -16,8 +16,7 @@ _PATTERN_MEANING: dict[str, str] = {
     types.PLAIN_TEXT_PATTERN: "plain text without line breaks, control characters or '{' / '}' "
     "(braces would be read by Caddy as placeholders such as {env.SECRET})",
     types.DOMAIN_PATTERN: "a host name such as 'app.example.com' or a wildcard '*.example.com'",
-    types.DIAL_PATTERN: "'host:port' with a host name, IPv4 or [IPv6] address and a port 1-65535, "
-    "e.g. '10.0.0.5:8080'",
+    types.DIAL_PATTERN: "'host:port' with a host name, IPv4 or [IPv6] address and a port 1-65535, e.g. '10.0.0.5:8080'",
     types.HEADER_NAME_PATTERN: "an HTTP header name (letters, digits and !#$%&'*+.^_`|~-, no spaces)",
     types.HEADER_VALUE_PATTERN: "a header value without line breaks, control characters or '{' / '}' "
     "(braces would be read by Caddy as placeholders such as {env.SECRET})",

@@ -95,9 +95,7 @@ class Metadata(SpecModel):
 
 class Upstream(SpecModel):
     dial: Dial = Field(description="Backend address, host:port.")
-    weight: int = Field(
-        default=1, ge=1, le=100, description="Share of requests relative to the others, 1-100."
-    )
+    weight: int = Field(default=1, ge=1, le=100, description="Share of requests relative to the others, 1-100.")
 
 
 class RouteTls(SpecModel):
@@ -106,9 +104,7 @@ class RouteTls(SpecModel):
         alias="autoHTTPS",
         description="Obtain and serve a certificate for the domain; false serves plain HTTP only.",
     )
-    force_https: bool = Field(
-        default=True, alias="forceHTTPS", description="Redirect plain HTTP requests to HTTPS."
-    )
+    force_https: bool = Field(default=True, alias="forceHTTPS", description="Redirect plain HTTP requests to HTTPS.")
     min_version: TlsVersion | None = Field(
         default=None,
         description="Minimum TLS version for this domain; defaults to global.security.tlsMinVersion.",
@@ -133,9 +129,7 @@ class RouteHealthCheck(SpecModel):
 
 
 class HeaderRules(SpecModel):
-    set: dict[HeaderName, HeaderValue] = Field(
-        default_factory=dict, description="Headers to set (replacing)."
-    )
+    set: dict[HeaderName, HeaderValue] = Field(default_factory=dict, description="Headers to set (replacing).")
     remove: list[HeaderName] = Field(default_factory=list, description="Header names to remove.")
 
 
@@ -155,9 +149,7 @@ class Canary(SpecModel):
 class RouteSpec(SpecModel):
     domain: Domain = Field(description="Host this route answers for; unique across routes.")
     upstreams: list[Upstream] = Field(min_length=1, max_length=100, description="Backends, at least one.")
-    auth_policy: ResourceName | None = Field(
-        default=None, description="Name of an AuthPolicy that guards this route."
-    )
+    auth_policy: ResourceName | None = Field(default=None, description="Name of an AuthPolicy that guards this route.")
     tls: RouteTls = Field(default_factory=RouteTls, description="TLS behaviour of the domain.")
     health_check: RouteHealthCheck | None = Field(default=None, description="Active health checks.")
     headers: RouteHeaders = Field(default_factory=RouteHeaders, description="Header rules.")
@@ -224,9 +216,7 @@ class AuthPolicySpec(SpecModel):
     requirements: AuthRequirements = Field(
         default_factory=AuthRequirements, description="What a user needs to get through."
     )
-    metadata: AuthMetadata = Field(
-        default_factory=AuthMetadata, description="User attributes the outpost must supply."
-    )
+    metadata: AuthMetadata = Field(default_factory=AuthMetadata, description="User attributes the outpost must supply.")
     allowed_methods: list[HttpMethod] = Field(
         default_factory=list, description="HTTP methods allowed through; empty means all."
     )
@@ -253,9 +243,7 @@ StreamServer = Annotated[
 class StreamUpstream(SpecModel):
     server: StreamServer
     weight: int = Field(default=1, ge=1, le=100, description="Relative share of connections, 1-100.")
-    max_fails: int = Field(
-        default=1, ge=0, le=100, description="Failed attempts before the server is marked down."
-    )
+    max_fails: int = Field(default=1, ge=0, le=100, description="Failed attempts before the server is marked down.")
     fail_timeout: DurationField = Field(
         default=Duration(10_000), description="Window for max_fails and how long a failed server rests."
     )
@@ -272,9 +260,7 @@ class StreamHealthCheck(SpecModel):
     timeout: ProbeTimeout = Field(
         default=Duration(2_000), validate_default=True, description="Probe timeout, shorter than interval."
     )
-    unhealthy_threshold: int = Field(
-        default=3, ge=1, le=100, description="Failures in a row before unhealthy."
-    )
+    unhealthy_threshold: int = Field(default=3, ge=1, le=100, description="Failures in a row before unhealthy.")
 
 
 class StreamSpec(SpecModel):
@@ -298,9 +284,7 @@ class StreamSpec(SpecModel):
                     f"({', '.join(map(str, PRESET_PORTS[self.preset]))}); remove listen.port",
                 )
             if self.protocol != "tcp":
-                raise PydanticCustomError(
-                    "hecate", f"preset {self.preset!r} is TCP only; remove protocol: udp"
-                )
+                raise PydanticCustomError("hecate", f"preset {self.preset!r} is TCP only; remove protocol: udp")
         elif self.listen.port is None:
             raise PydanticCustomError("hecate", "listen.port is required (or use a preset)")
         for upstream in self.upstreams:
@@ -400,15 +384,11 @@ class GlobalConfig(SpecModel):
     health_checks: HealthCheckDefaults = Field(
         default_factory=HealthCheckDefaults, description="Defaults for every route's health check."
     )
-    monitoring: MonitoringSettings = Field(
-        default_factory=MonitoringSettings, description="Metrics and logs."
-    )
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings, description="Metrics and logs.")
     security: SecuritySettings = Field(
         default_factory=SecuritySettings, description="TLS floor and default response headers."
     )
-    authentik: AuthentikSettings | None = Field(
-        default=None, description="Required when a route uses an AuthPolicy."
-    )
+    authentik: AuthentikSettings | None = Field(default=None, description="Required when a route uses an AuthPolicy.")
 
 
 class ConfigDocument(SpecModel):

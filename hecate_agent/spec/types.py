@@ -77,8 +77,7 @@ def _validate_duration(value: Any) -> Duration:
         return Duration.parse(value)
     except ValueError:
         raise _fail(
-            f"{value!r} is not a duration; use a number and unit, e.g. '500ms', '30s', '5m', '4h', "
-            "'30d' or '1h30m'"
+            f"{value!r} is not a duration; use a number and unit, e.g. '500ms', '30s', '5m', '4h', '30d' or '1h30m'"
         ) from None
 
 
@@ -104,8 +103,7 @@ ResourceName = Annotated[
     Field(
         pattern=DNS_LABEL_PATTERN,
         max_length=63,
-        description="Lowercase DNS label: a-z, 0-9 and '-', at most 63 characters, "
-        "not starting or ending with '-'.",
+        description="Lowercase DNS label: a-z, 0-9 and '-', at most 63 characters, not starting or ending with '-'.",
     ),
 ]
 
@@ -244,8 +242,7 @@ def normalize_listen_address(value: str) -> str:
         return str(ipaddress.ip_address(value))
     except ValueError:
         raise _fail(
-            f"{value!r} is not an IP address; listen on an address of this node, or '0.0.0.0' / '::' "
-            "for all of them"
+            f"{value!r} is not an IP address; listen on an address of this node, or '0.0.0.0' / '::' for all of them"
         ) from None
 
 
@@ -357,8 +354,7 @@ def parse_middleware(value: Any) -> MiddlewareValue:
         return RateLimit(int(match.group(1)), per)
     if value.startswith("rate-limit"):
         raise _fail(
-            f"{value!r}: write a rate limit as 'rate-limit:<n>/<second|minute|hour>', e.g. "
-            "'rate-limit:100/minute'"
+            f"{value!r}: write a rate limit as 'rate-limit:<n>/<second|minute|hour>', e.g. 'rate-limit:100/minute'"
         )
     raise _fail(f"unknown middleware {value!r}; known: {', '.join(KNOWN_MIDDLEWARE)}")
 

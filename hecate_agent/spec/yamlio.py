@@ -175,8 +175,7 @@ def size_problem(path: str, size: int, limit: int) -> SpecProblem:
         path,
         0,
         0,
-        f"file is {size:,} bytes, over the {limit:,}-byte limit for one spec file; "
-        "split it into several files",
+        f"file is {size:,} bytes, over the {limit:,}-byte limit for one spec file; split it into several files",
     )
 
 
@@ -279,9 +278,7 @@ class _Frame:
         "start_mark",
     )
 
-    def __init__(
-        self, container: Any, path: Path, anchor: str | None, nodes_at_start: int, mark: Any
-    ) -> None:
+    def __init__(self, container: Any, path: Path, anchor: str | None, nodes_at_start: int, mark: Any) -> None:
         self.container = container
         self.is_map = type(container) is dict
         self.path = path
@@ -369,13 +366,9 @@ class _Builder:
             elif cls is MappingStartEvent or cls is SequenceStartEvent:
                 mark = event.start_mark
                 if top is not None and top.is_map and top.key is _NO_KEY:
-                    raise _ReadError(
-                        "complex mapping keys are not supported; keys must be plain strings", _at(mark)
-                    )
+                    raise _ReadError("complex mapping keys are not supported; keys must be plain strings", _at(mark))
                 if len(stack) >= max_depth:
-                    raise _ReadError(
-                        f"nesting deeper than {max_depth} levels; specs are never this deep", _at(mark)
-                    )
+                    raise _ReadError(f"nesting deeper than {max_depth} levels; specs are never this deep", _at(mark))
                 if event.tag is not None and event.tag not in _COLLECTION_TAGS:
                     raise _ReadError(f"unsupported YAML tag {event.tag!r}; specs use plain values", _at(mark))
                 self.nodes += 1
@@ -418,8 +411,7 @@ class _Builder:
     def _expand_alias(self, anchor: str, anchors: dict[str, tuple[Any, int]], start: Position) -> Any:
         if anchor not in anchors:
             raise _ReadError(
-                f"alias *{anchor} refers to an unknown or unfinished anchor "
-                "(recursive aliases are not allowed)",
+                f"alias *{anchor} refers to an unknown or unfinished anchor (recursive aliases are not allowed)",
                 start,
             )
         value, size = anchors[anchor]

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.caddy import CADDY, CaddyInstance
 from tests.support.nginx import NginxInstance, nginx_available
 
 
@@ -13,6 +14,18 @@ def nginx(tmp_path: Path) -> Iterator[NginxInstance]:
     if not nginx_available():
         pytest.fail("nginx with the stream module is required: run scripts/bootstrap (apt-get install nginx-light libnginx-mod-stream)")
     instance = NginxInstance(tmp_path / "nginx")
+    instance.start()
+    try:
+        yield instance
+    finally:
+        instance.stop()
+
+
+@pytest.fixture
+def caddy(tmp_path: Path) -> Iterator[CaddyInstance]:
+    if not Path(CADDY).exists():
+        pytest.fail("caddy is required: run scripts/bootstrap (apt-get install caddy)")
+    instance = CaddyInstance(tmp_path / "caddy")
     instance.start()
     try:
         yield instance

@@ -1,0 +1,138 @@
+"""Caddy adapter: the admin API (TCP or unix socket) and what the installed Caddy can do.
+
+Facts this relies on (shared/research/proxy-brief.md): Caddy 2.6.2 sends the
+config ETag as an HTTP trailer, which HTTP clients drop, so it is computed
+here from the body (FNV-1a over the exact bytes); `POST /load` ignores
+If-Match while `POST /config/` honours it; a unix-socket admin wants an empty
+Host header; errors come back as `{"error": "..."}` and are passed on verbatim.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from hecate_agent.errors import HecateError
+from hecate_agent.render.caddy import CaddyCapabilities
+
+
+class CaddyError(HecateError):
+    """Caddy refused or could not be reached; `caddy_message` is Caddy's own text when it answered."""
+
+    def __init__(self, message: str, *, status: int | None = None, caddy_message: str = "") -> None:
+        self.status = status
+        self.caddy_message = caddy_message
+        super().__init__(message)
+
+
+class CaddyConflictError(CaddyError):
+    """The config changed since we read it (If-Match failed): someone else edited Caddy."""
+
+
+def fnv1a32(data: bytes) -> str:
+    value = 0x811C9DC5
+    for byte in data:
+        value = ((value ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return f"{value:08x}"
+
+
+@dataclass(frozen=True)
+class LiveConfig:
+    config: dict[str, Any]
+    etag: str  # quoted, as If-Match wants it
+
+
+class CaddyAdmin:
+    """A thin, typed client of Caddy's admin API."""
+
+    def __init__(self, admin_url: str = "http://127.0.0.1:2019", timeout: float = 30.0) -> None:
+        self.admin_url = admin_url
+        if admin_url.startswith("unix://"):
+            transport = httpx.HTTPTransport(uds=admin_url[len("unix://") :])
+            # A unix-socket admin endpoint only accepts an empty Host header (fact 11).
+            self._client = httpx.Client(
+                transport=transport, base_url="http://localhost", timeout=timeout, headers={"Host": ""}
+            )
+        else:
+            self._client = httpx.Client(base_url=admin_url.rstrip("/"), timeout=timeout)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> CaddyAdmin:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._client.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise CaddyError(f"cannot reach Caddy's admin API at {self.admin_url}: {exc}") from None
+        if response.status_code >= 400:
+            text = _error_text(response)
+            if response.status_code == 412:
+                raise CaddyConflictError(
+                    "Caddy's config changed since the agent read it (someone edited it); plan again",
+                    status=412,
+                    caddy_message=text,
+                )
+            raise CaddyError(
+                f"Caddy refused {method} {path} (HTTP {response.status_code}): {text}",
+                status=response.status_code,
+                caddy_message=text,
+            )
+        return response
+
+    def get_config(self) -> LiveConfig:
+        response = self._request("GET", "/config/")
+        body = response.content
+        config = json.loads(body) if body.strip() else None
+        return LiveConfig(config if isinstance(config, dict) else {}, f'"/config/ {fnv1a32(body)}"')
+
+    def load(self, config: dict[str, Any]) -> None:
+        """Replace the whole config (no concurrency guard; prefer `replace`)."""
+        self._request("POST", "/load", content=json.dumps(config), headers={"Content-Type": "application/json"})
+
+    def replace(self, config: dict[str, Any], etag: str) -> None:
+        """Replace the whole config only if it is still the one read with `etag`."""
+        self._request(
+            "POST",
+            "/config/",
+            content=json.dumps(config),
+            headers={"Content-Type": "application/json", "If-Match": etag},
+        )
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        payload = response.json()
+    except ValueError:
+        return response.text.strip()
+    if isinstance(payload, dict) and isinstance(payload.get("error"), str):
+        return str(payload["error"])
+    return response.text.strip()
+
+
+def detect_capabilities(binary: str = "caddy", timeout: float = 20.0) -> CaddyCapabilities:
+    """Version and modules of the Caddy installed on this node (`caddy version`, `caddy list-modules`)."""
+    try:
+        version_out = subprocess.run(
+            [binary, "version"], capture_output=True, text=True, timeout=timeout, check=True
+        ).stdout
+        modules_out = subprocess.run(
+            [binary, "list-modules"], capture_output=True, text=True, timeout=timeout, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise CaddyError(f"cannot ask {binary!r} for its version and modules: {exc}") from None
+    match = re.search(r"v?(\d+\.\d+\.\d+)", version_out)
+    modules = frozenset(
+        line.strip() for line in modules_out.splitlines() if re.fullmatch(r"[a-z0-9_]+(\.[a-z0-9_]+)+", line.strip())
+    )
+    return CaddyCapabilities(version=match.group(1) if match else "unknown", modules=modules)

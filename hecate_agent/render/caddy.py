@@ -1,0 +1,591 @@
+"""DesiredState → the parts of a Caddy JSON config the agent owns, and `merge` into a live config.
+
+Pure and deterministic: the same state, settings, capabilities and environment
+always give byte-identical JSON (`to_json` sorts keys). What the agent owns:
+
+- the HTTPS server `<server>` and the plain-HTTP server `<server>_http`
+  (redirects, plain-HTTP routes, ACME HTTP challenges), each ending with a
+  catch-all 404 (Caddy 2.6.2 otherwise answers unknown hosts with an empty 200);
+- TLS automation policies carrying an `@id` that starts with `hecate-`;
+- `pki.certificate_authorities.local.install_trust = false` (never touch the
+  host's trust stores);
+- `http_port` / `https_port` of the http app when the listeners are not 80/443.
+
+Everything else in the live config (other servers, apps, admin) is kept.
+Facts about Caddy 2.6.2 used here are in shared/research/proxy-brief.md.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from hecate_agent.errors import HecateError
+from hecate_agent.spec.checks import effective_health_check
+from hecate_agent.spec.loader import DesiredState, Located
+from hecate_agent.spec.models import AuthPolicyDocument, GlobalConfig, RouteDocument
+from hecate_agent.spec.types import Compression, Duration, RateLimit, RequestId, template_references
+
+ID_PREFIX = "hecate-"
+RATE_LIMIT_MODULE = "http.handlers.rate_limit"
+WEIGHTED_POLICY_MODULE = "http.reverse_proxy.selection_policies.weighted_round_robin"
+MAX_EXPANDED_UPSTREAMS = 1000
+AUTHENTIK_HEADERS = {
+    "username": "X-Authentik-Username",
+    "groups": "X-Authentik-Groups",
+    "email": "X-Authentik-Email",
+    "name": "X-Authentik-Name",
+    "uid": "X-Authentik-Uid",
+    "entitlements": "X-Authentik-Entitlements",
+}
+# Addresses whose X-Forwarded-* headers the outpost request may carry on (as Caddy's
+# `trusted_proxies private_ranges` expands to in 2.6.2).
+PRIVATE_RANGES = ["192.168.0.0/16", "172.16.0.0/12", "10.0.0.0/8", "127.0.0.1/8", "fd00::/8", "::1"]
+SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|KEY|CREDENTIAL", re.IGNORECASE)
+
+
+class RenderError(HecateError):
+    """The specs cannot be rendered for this node (a missing module, an unset variable, ...)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+@dataclass(frozen=True)
+class CaddySettings:
+    """The node's side of the Caddy config (agent.yaml `caddy:`)."""
+
+    server: str = "hecate"
+    http_listen: tuple[str, ...] = (":80",)
+    https_listen: tuple[str, ...] = (":443",)
+
+
+@dataclass(frozen=True)
+class CaddyCapabilities:
+    """What the live Caddy can do: its version and module names (`caddy list-modules`)."""
+
+    version: str = "2.6.2"
+    modules: frozenset[str] = field(default_factory=frozenset)
+
+    def has(self, module: str) -> bool:
+        return module in self.modules
+
+    def at_least(self, major: int, minor: int) -> bool:
+        match = re.match(r"v?(\d+)\.(\d+)", self.version)
+        if match is None:
+            return False
+        return (int(match.group(1)), int(match.group(2))) >= (major, minor)
+
+
+def _port_of(listen: str) -> int | None:
+    match = re.search(r":(\d+)$", listen)
+    return int(match.group(1)) if match else None
+
+
+def _upstream_counts(weights: list[int]) -> list[int]:
+    """Integer shares with exact proportions, reduced; rescaled (largest remainder) if too long."""
+    divisor = math.gcd(*weights) if weights else 1
+    counts = [w // divisor for w in weights]
+    total = sum(counts)
+    if total <= MAX_EXPANDED_UPSTREAMS:
+        return counts
+    raw = [c * MAX_EXPANDED_UPSTREAMS / total for c in counts]
+    floors = [max(1, math.floor(r)) if c else 0 for r, c in zip(raw, counts, strict=True)]
+    order = sorted(range(len(raw)), key=lambda i: (floors[i] - raw[i], i))
+    for i in order[: max(0, MAX_EXPANDED_UPSTREAMS - sum(floors))]:
+        floors[i] += 1
+    return floors
+
+
+def smooth_sequence(counts: list[int]) -> list[int]:
+    """Indexes in smooth weighted round-robin order (as Nginx does): even spread within a cycle."""
+    current = [0] * len(counts)
+    total = sum(counts)
+    sequence = []
+    for _ in range(total):
+        for i, weight in enumerate(counts):
+            current[i] += weight
+        best = max(range(len(counts)), key=lambda i: (current[i], -i))
+        current[best] -= total
+        sequence.append(best)
+    return sequence
+
+
+def _duration(value: Duration) -> str:
+    return str(value)
+
+
+class _Renderer:
+    def __init__(
+        self,
+        state: DesiredState,
+        settings: CaddySettings,
+        capabilities: CaddyCapabilities,
+        environment: Mapping[str, str],
+    ) -> None:
+        self.state = state
+        self.settings = settings
+        self.capabilities = capabilities
+        self.environment = environment
+        self.config: GlobalConfig = state.config
+        self.problems: list[str] = []
+        self.policies = {p.name: p for p in state.auth_policies}
+        self.https_port = _port_of(settings.https_listen[0]) if settings.https_listen else 443
+        self._outpost: tuple[str, bool] | None = None
+
+    # --- values -------------------------------------------------------------------
+
+    def resolve(self, template: str, where: str) -> str:
+        """Substitute `${NAME}` from the node's environment (`$$` is a literal `$`)."""
+        missing = [name for name in template_references(template) if name not in self.environment]
+        if missing:
+            self.problems.append(
+                f"{where} references ${{{missing[0]}}}, which is not set in the agent's environment; "
+                "set it (e.g. in the systemd unit's EnvironmentFile) or write the value in config.yaml"
+            )
+            return template
+        parts = template.split("$$")
+        return "$".join(
+            re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", lambda m: self.environment[m.group(1)], part) for part in parts
+        )
+
+    # --- top level ----------------------------------------------------------------
+
+    def render(self) -> dict[str, Any]:
+        routes = sorted(self.state.routes, key=_specificity)
+        https_routes = [self.site_route(r) for r in routes if r.doc.spec.tls.auto_https]
+        http_routes = []
+        for located in routes:
+            tls = located.doc.spec.tls
+            if tls.auto_https and tls.force_https:
+                http_routes.append(self.redirect_route(located))
+            else:
+                http_routes.append(self.site_route(located))
+        https_routes.append(_catch_all())
+        http_routes.append(_catch_all())
+        # The same route may be served on both servers; @ids must stay unique.
+        http_routes = _suffix_ids(http_routes, "-http")
+        server_name = self.settings.server
+        servers: dict[str, Any] = {}
+        if self.settings.https_listen:
+            https: dict[str, Any] = {
+                "@id": f"{ID_PREFIX}server",
+                "listen": list(self.settings.https_listen),
+                "routes": https_routes,
+                # Redirects are ours (in the _http server), so each route decides for itself.
+                "automatic_https": {"disable_redirects": True},
+                "tls_connection_policies": self.connection_policies(routes),
+            }
+            if self.config.monitoring.access_logs:
+                https["logs"] = {}
+            servers[server_name] = https
+        if self.settings.http_listen:
+            plain: dict[str, Any] = {
+                "@id": f"{ID_PREFIX}server-http",
+                "listen": list(self.settings.http_listen),
+                "routes": http_routes,
+            }
+            if self.config.monitoring.access_logs:
+                plain["logs"] = {}
+            servers[f"{server_name}_http"] = plain
+        http_app: dict[str, Any] = {"servers": servers}
+        http_port = _port_of(self.settings.http_listen[0]) if self.settings.http_listen else None
+        if http_port not in (None, 80):
+            http_app["http_port"] = http_port
+        if self.https_port not in (None, 443):
+            http_app["https_port"] = self.https_port
+        owned: dict[str, Any] = {
+            "apps": {
+                "http": http_app,
+                "tls": {"automation": {"policies": self.automation_policies(routes)}},
+                "pki": {"certificate_authorities": {"local": {"install_trust": False}}},
+            }
+        }
+        if self.problems:
+            raise RenderError(list(dict.fromkeys(self.problems)))
+        return owned
+
+    # --- TLS ------------------------------------------------------------------------
+
+    def connection_policies(self, routes: list[Located[RouteDocument]]) -> list[dict[str, Any]]:
+        by_version: dict[str, list[str]] = {}
+        for located in routes:
+            spec = located.doc.spec
+            if spec.tls.auto_https:
+                version = spec.tls.min_version or self.config.security.tls_min_version
+                by_version.setdefault(version, []).append(spec.domain)
+        policies: list[dict[str, Any]] = [
+            {
+                "@id": f"{ID_PREFIX}tls-min-{version}",
+                "match": {"sni": sorted(domains)},
+                "protocol_min": f"tls{version}",
+            }
+            for version, domains in sorted(by_version.items(), reverse=True)
+        ]
+        default_version = self.config.security.tls_min_version
+        policies.append({"@id": f"{ID_PREFIX}tls-default", "protocol_min": f"tls{default_version}"})
+        return policies
+
+    def automation_policies(self, routes: list[Located[RouteDocument]]) -> list[dict[str, Any]]:
+        subjects = sorted(r.doc.spec.domain for r in routes if r.doc.spec.tls.auto_https)
+        if not subjects:
+            return []
+        certificates = self.config.certificates
+        policy: dict[str, Any] = {"@id": f"{ID_PREFIX}certificates", "subjects": subjects}
+        if certificates.provider == "internal":
+            policy["issuers"] = [{"module": "internal"}]
+        else:
+            issuer: dict[str, Any] = {"module": "acme"}
+            if certificates.email:
+                issuer["email"] = self.resolve(certificates.email, "global.certificates.email")
+            policy["issuers"] = [issuer]
+            # Caddy wants the window as a share of the certificate's lifetime (90 days at Let's Encrypt).
+            ratio = min(0.9, certificates.renewal_window.milliseconds / (90 * 86_400_000))
+            policy["renewal_window_ratio"] = round(ratio, 4)
+        return [policy]
+
+    # --- routes ---------------------------------------------------------------------
+
+    def redirect_route(self, located: Located[RouteDocument]) -> dict[str, Any]:
+        port = "" if self.https_port in (None, 443) else f":{self.https_port}"
+        return {
+            "@id": f"{ID_PREFIX}redirect-{located.name}",
+            "match": [{"host": [located.doc.spec.domain]}],
+            "handle": [
+                {
+                    "handler": "static_response",
+                    "status_code": 308,
+                    "headers": {"Location": [f"https://{{http.request.host}}{port}{{http.request.uri}}"]},
+                }
+            ],
+            "terminal": True,
+        }
+
+    def site_route(self, located: Located[RouteDocument]) -> dict[str, Any]:
+        spec = located.doc.spec
+        handlers: list[dict[str, Any]] = []
+        inner_routes: list[dict[str, Any]] = []
+        request_id = any(isinstance(m, RequestId) for m in spec.middleware)
+        for item in spec.middleware:
+            if isinstance(item, RateLimit):
+                handlers.append(self.rate_limit(located, item))
+        response_headers = self.response_headers(located, request_id)
+        if response_headers:
+            handlers.append(response_headers)
+        if any(isinstance(m, Compression) for m in spec.middleware):
+            handlers.append({"handler": "encode", "encodings": {"zstd": {}, "gzip": {}}, "prefer": ["zstd", "gzip"]})
+        if spec.auth_policy is not None:
+            inner_routes.extend(self.forward_auth(located, self.policies[spec.auth_policy]))
+        proxy_route: dict[str, Any] = {"handle": [*handlers, self.reverse_proxy(located, request_id)]}
+        inner_routes.append(proxy_route)
+        return {
+            "@id": f"{ID_PREFIX}route-{located.name}",
+            "match": [{"host": [spec.domain]}],
+            "handle": [{"handler": "subroute", "routes": inner_routes}],
+            "terminal": True,
+        }
+
+    def rate_limit(self, located: Located[RouteDocument], limit: RateLimit) -> dict[str, Any]:
+        if not self.capabilities.has(RATE_LIMIT_MODULE):
+            self.problems.append(
+                f"Route/{located.name}: middleware '{limit}' needs the Caddy module {RATE_LIMIT_MODULE}, which "
+                f"this Caddy ({self.capabilities.version}) does not have. Build Caddy with it "
+                "(xcaddy build --with github.com/mholt/caddy-ratelimit) or remove the middleware"
+            )
+        window = {"second": "1s", "minute": "1m", "hour": "1h"}[limit.per]
+        return {
+            "handler": "rate_limit",
+            "rate_limits": {
+                located.name: {
+                    "key": "{http.request.remote.host}",
+                    "window": window,
+                    "max_events": limit.requests,
+                }
+            },
+        }
+
+    def response_headers(self, located: Located[RouteDocument], request_id: bool) -> dict[str, Any] | None:
+        headers = located.doc.spec.headers
+        to_set: dict[str, list[str]] = {}
+        removed = {name.lower() for name in headers.remove}
+        for name, value in {**self.config.security.headers, **headers.set}.items():
+            if name.lower() not in removed:
+                to_set[name] = [value]
+        if request_id:
+            to_set["X-Request-ID"] = ["{http.request.uuid}"]
+        response: dict[str, Any] = {}
+        if to_set:
+            response["set"] = to_set
+        if headers.remove:
+            response["delete"] = list(headers.remove)
+        if not response:
+            return None
+        # Without `deferred`, response operations run before the proxy and the backend's
+        # headers win (fact 22).
+        response["deferred"] = True
+        return {"handler": "headers", "response": response}
+
+    def reverse_proxy(self, located: Located[RouteDocument], request_id: bool) -> dict[str, Any]:
+        spec = located.doc.spec
+        dials = [u.dial for u in spec.upstreams]
+        weights = [u.weight for u in spec.upstreams]
+        if spec.canary is not None:
+            total = sum(weights)
+            weights = [w * (100 - spec.canary.percentage) for w in weights]
+            weights.append(total * spec.canary.percentage)
+            dials.append(spec.canary.upstream)
+        kept = [(d, w) for d, w in zip(dials, weights, strict=True) if w > 0]
+        handler: dict[str, Any] = {"handler": "reverse_proxy"}
+        counts = _upstream_counts([w for _, w in kept])
+        unique_weights = len(set(counts)) == 1
+        if self.capabilities.has(WEIGHTED_POLICY_MODULE) and not unique_weights:
+            handler["upstreams"] = [{"dial": d} for d, _ in kept]
+            selection: dict[str, Any] = {"policy": "weighted_round_robin", "weights": counts}
+        else:
+            # Caddy 2.6.2 has no weighted_round_robin: list each upstream as often as its
+            # weight, in smooth order, and go round robin over the list.
+            order = smooth_sequence(counts) if not unique_weights else list(range(len(kept)))
+            handler["upstreams"] = [{"dial": kept[i][0]} for i in order]
+            selection = {"policy": "round_robin"}
+        load_balancing: dict[str, Any] = {"selection_policy": selection}
+        if len({d for d, _ in kept}) > 1:
+            load_balancing.update({"try_duration": "5s", "try_interval": "250ms"})
+        handler["load_balancing"] = load_balancing
+        if spec.health_check is not None:
+            interval, timeout, threshold = effective_health_check(spec.health_check, self.config)
+            active: dict[str, Any] = {
+                "uri": spec.health_check.path,
+                "interval": _duration(interval),
+                "timeout": _duration(timeout),
+                "expect_status": 2,
+            }
+            if self.capabilities.at_least(2, 8):
+                active["fails"] = threshold  # 2.6.2 marks an upstream down after one failed probe
+            handler["health_checks"] = {
+                "active": active,
+                "passive": {
+                    "max_fails": threshold,
+                    "fail_duration": _duration(Duration(max(10_000, interval.milliseconds * threshold))),
+                },
+            }
+        upstream_set: dict[str, list[str]] = {n: [v] for n, v in spec.headers.upstream.set.items()}
+        if request_id:
+            upstream_set["X-Request-ID"] = ["{http.request.uuid}"]
+        request_headers: dict[str, Any] = {}
+        if upstream_set:
+            request_headers["set"] = upstream_set
+        if spec.headers.upstream.remove:
+            request_headers["delete"] = list(spec.headers.upstream.remove)
+        if request_headers:
+            handler["headers"] = {"request": request_headers}
+        return handler
+
+    # --- auth -----------------------------------------------------------------------
+
+    def outpost(self) -> tuple[str, bool]:
+        """(dial address, use TLS) of the Authentik outpost, resolved once per render."""
+        if self._outpost is None:
+            self._outpost = self._resolve_outpost()
+        return self._outpost
+
+    def _resolve_outpost(self) -> tuple[str, bool]:
+        assert self.config.authentik is not None  # cross-file checks guarantee it
+        before = len(self.problems)
+        url = self.resolve(self.config.authentik.outpost_url, "global.authentik.outpostUrl")
+        if len(self.problems) > before:
+            return "invalid:0", False
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            self.problems.append(f"global.authentik.outpostUrl resolves to {url!r}, which is not an http(s) URL")
+            return "invalid:0", False
+        tls = parts.scheme == "https"
+        port = parts.port or (443 if tls else 80)
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        return f"{host}:{port}", tls
+
+    def forward_auth(
+        self, located: Located[RouteDocument], policy: Located[AuthPolicyDocument]
+    ) -> list[dict[str, Any]]:
+        dial, tls = self.outpost()
+        spec = policy.doc.spec
+
+        def proxy_to_outpost(**extra: Any) -> dict[str, Any]:
+            handler: dict[str, Any] = {"handler": "reverse_proxy", "upstreams": [{"dial": dial}], **extra}
+            if tls:
+                handler["transport"] = {"protocol": "http", "tls": {}}
+            return handler
+
+        copied = sorted(AUTHENTIK_HEADERS.values())
+        copy_routes: list[dict[str, Any]] = [
+            # Identity headers come only from the outpost: drop whatever the client sent.
+            {"handle": [{"handler": "headers", "request": {"delete": copied}}]}
+        ]
+        for name in copied:
+            placeholder = f"{{http.reverse_proxy.header.{name}}}"
+            # Caddy 2.6.2 would pass a missing header on as the literal placeholder text;
+            # an absent placeholder compares equal to "<nil>" in the vars matcher (fact 25).
+            copy_routes.append(
+                {
+                    "match": [{"not": [{"vars": {placeholder: ["<nil>", ""]}}]}],
+                    "handle": [{"handler": "headers", "request": {"set": {name: [placeholder]}}}],
+                }
+            )
+        routes: list[dict[str, Any]] = [
+            {
+                "@id": f"{ID_PREFIX}auth-outpost-{located.name}",
+                "match": [{"path": ["/outpost.goauthentik.io/*"]}],
+                "handle": [proxy_to_outpost()],
+                "terminal": True,
+            }
+        ]
+        if spec.allowed_methods:
+            routes.append(_deny({"not": [{"method": list(spec.allowed_methods)}]}, 405, "method not allowed"))
+        routes.append(
+            {
+                "@id": f"{ID_PREFIX}auth-{policy.name}-{located.name}",
+                "handle": [
+                    proxy_to_outpost(
+                        rewrite={"method": "GET", "uri": "/outpost.goauthentik.io/auth/caddy"},
+                        headers={
+                            "request": {
+                                "set": {
+                                    "X-Forwarded-Method": ["{http.request.method}"],
+                                    "X-Forwarded-Uri": ["{http.request.uri}"],
+                                }
+                            }
+                        },
+                        trusted_proxies=PRIVATE_RANGES,
+                        handle_response=[{"match": {"status_code": [2]}, "routes": copy_routes}],
+                    )
+                ],
+            }
+        )
+        for attribute in spec.metadata.required:
+            header = AUTHENTIK_HEADERS[attribute]
+            routes.append(_deny({"not": [{"header_regexp": {header: {"pattern": ".+"}}}]}, 403, "forbidden"))
+        if spec.requirements.groups:
+            alternatives = "|".join(_go_regex_escape(g) for g in sorted(spec.requirements.groups))
+            # Authentik sends groups separated by '|'.
+            pattern = f"(^|\\|)({alternatives})(\\||$)"
+            routes.append(
+                _deny(
+                    {"not": [{"header_regexp": {"X-Authentik-Groups": {"pattern": pattern}}}]},
+                    403,
+                    "forbidden",
+                )
+            )
+        return routes
+
+
+def _deny(matcher: dict[str, Any], status: int, body: str) -> dict[str, Any]:
+    return {
+        "match": [matcher],
+        "handle": [{"handler": "static_response", "status_code": status, "body": body + "\n"}],
+        "terminal": True,
+    }
+
+
+def _go_regex_escape(text: str) -> str:
+    return re.sub(r"([\\.+*?()|\[\]{}^$])", r"\\\1", text)
+
+
+def _suffix_ids(node: Any, suffix: str) -> Any:
+    if isinstance(node, dict):
+        return {k: (v + suffix if k == "@id" else _suffix_ids(v, suffix)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_suffix_ids(v, suffix) for v in node]
+    return node
+
+
+def _catch_all() -> dict[str, Any]:
+    return {
+        "@id": f"{ID_PREFIX}not-found",
+        "handle": [{"handler": "static_response", "status_code": 404, "body": "no route for this host\n"}],
+        "terminal": True,
+    }
+
+
+def _specificity(located: Located[RouteDocument]) -> tuple[int, int, str]:
+    """Exact hosts first, then wildcards with more labels; ties broken by name for stability."""
+    domain = located.doc.spec.domain
+    wildcard = domain.startswith("*.")
+    return (1 if wildcard else 0, -domain.count("."), located.name)
+
+
+def render_caddy(
+    state: DesiredState,
+    settings: CaddySettings = CaddySettings(),
+    capabilities: CaddyCapabilities = CaddyCapabilities(),
+    environment: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The owned parts of the Caddy config; raises RenderError listing everything that blocks it."""
+    return _Renderer(state, settings, capabilities, environment or {}).render()
+
+
+def merge(live: Mapping[str, Any] | None, owned: Mapping[str, Any], settings: CaddySettings) -> dict[str, Any]:
+    """`live` with the agent's parts replaced by `owned`; everything else untouched."""
+    result: dict[str, Any] = copy.deepcopy(dict(live or {}))
+    apps = result.setdefault("apps", {})
+    owned_apps = owned["apps"]
+
+    http = apps.setdefault("http", {})
+    servers = http.setdefault("servers", {})
+    for name in (settings.server, f"{settings.server}_http"):
+        servers.pop(name, None)
+    servers.update(copy.deepcopy(owned_apps["http"]["servers"]))
+    for key in ("http_port", "https_port"):
+        if key in owned_apps["http"]:
+            http[key] = owned_apps["http"][key]
+
+    tls = apps.setdefault("tls", {})
+    automation = tls.setdefault("automation", {})
+    theirs = [p for p in automation.get("policies", []) if not str(p.get("@id", "")).startswith(ID_PREFIX)]
+    ours = copy.deepcopy(owned_apps["tls"]["automation"]["policies"])
+    # Ours first: a policy without subjects elsewhere would otherwise catch our domains.
+    automation["policies"] = ours + theirs
+    if not automation["policies"]:
+        del automation["policies"]
+
+    pki = apps.setdefault("pki", {})
+    local = pki.setdefault("certificate_authorities", {}).setdefault("local", {})
+    local["install_trust"] = False
+    return result
+
+
+def to_json(config: Mapping[str, Any]) -> str:
+    """Canonical text: sorted keys, no insignificant whitespace differences between runs."""
+    return json.dumps(config, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+
+
+def redact(config: Mapping[str, Any], state: DesiredState, environment: Mapping[str, str]) -> dict[str, Any]:
+    """A copy where values that came from secret-looking environment variables are masked."""
+    secrets = {
+        value
+        for name, value in environment.items()
+        if SECRET_NAME.search(name) and value and len(value) >= 4 and _referenced(state, name)
+    }
+    if not secrets:
+        return copy.deepcopy(dict(config))
+
+    def scrub(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: scrub(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [scrub(v) for v in node]
+        if isinstance(node, str):
+            for secret in secrets:
+                node = node.replace(secret, "<redacted>")
+        return node
+
+    return dict(scrub(config))
+
+
+def _referenced(state: DesiredState, name: str) -> bool:
+    return f"${{{name}}}" in state.config.model_dump_json()

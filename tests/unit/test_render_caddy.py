@@ -1,0 +1,189 @@
+"""The Caddy renderer without Caddy: ordering, weights, ids, redaction, merge, determinism."""
+
+from __future__ import annotations
+
+import collections
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from hecate_agent.render.caddy import (
+    WEIGHTED_POLICY_MODULE,
+    CaddyCapabilities,
+    CaddySettings,
+    RenderError,
+    _upstream_counts,
+    merge,
+    redact,
+    render_caddy,
+    smooth_sequence,
+    to_json,
+)
+from hecate_agent.spec.loader import DesiredState, SourceFile, load_specs
+from tests.helpers import SAMPLE_REPO, auth_policy, config, dump_yaml, route
+
+SETTINGS = CaddySettings()
+
+
+def state_of(*docs: dict, global_config: dict | None = None) -> DesiredState:
+    files = [SourceFile(f"{i}.yaml", dump_yaml(d).encode()) for i, d in enumerate(docs)]
+    if global_config is not None:
+        files.append(SourceFile("config.yaml", dump_yaml(global_config).encode()))
+    result = load_specs(files)
+    assert result.state is not None, result.problems
+    return result.state
+
+
+def ids(node: Any) -> list[str]:
+    found = []
+    if isinstance(node, dict):
+        if "@id" in node:
+            found.append(node["@id"])
+        for value in node.values():
+            found += ids(value)
+    elif isinstance(node, list):
+        for value in node:
+            found += ids(value)
+    return found
+
+
+def proxy_of(owned: dict, name: str) -> dict:
+    server = owned["apps"]["http"]["servers"]["hecate"]
+    site = next(r for r in server["routes"] if r["@id"] == f"hecate-route-{name}")
+    return site["handle"][0]["routes"][-1]["handle"][-1]
+
+
+def test_route_order_exact_before_wildcards_and_catch_all_last() -> None:
+    owned = render_caddy(state_of(route("w", "*.a.example.com"), route("z", "z.example.com"),
+                                  route("deep", "*.x.a.example.com")))
+    order = [r["@id"] for r in owned["apps"]["http"]["servers"]["hecate"]["routes"]]
+    assert order == ["hecate-route-z", "hecate-route-deep", "hecate-route-w", "hecate-not-found"]
+
+
+def test_ids_are_unique_across_both_servers() -> None:
+    owned = render_caddy(state_of(route("a", "a.example.com", tls={"forceHTTPS": False}),
+                                  route("b", "b.example.com", tls={"autoHTTPS": False, "forceHTTPS": False})))
+    found = ids(owned)
+    assert len(found) == len(set(found)) and all(i.startswith("hecate-") for i in found)
+
+
+@pytest.mark.parametrize(("weights", "expected"), [([90, 10], [9, 1]), ([2, 2, 2], [1, 1, 1]), ([3, 1], [3, 1])])
+def test_upstream_counts_are_reduced(weights: list[int], expected: list[int]) -> None:
+    assert _upstream_counts(weights) == expected
+
+
+def test_long_expansions_are_capped_with_proportions_kept() -> None:
+    counts = _upstream_counts([97, 89, 83, 100 * 97])
+    assert sum(counts) <= 1000 and all(counts)
+
+
+def test_smooth_sequence_spreads_evenly() -> None:
+    sequence = smooth_sequence([9, 1])
+    assert collections.Counter(sequence) == {0: 9, 1: 1}
+    assert smooth_sequence([2, 1]) == [0, 1, 0]
+
+
+def test_canary_and_weights_on_caddy_2_6_expand_the_list() -> None:
+    owned = render_caddy(state_of(route("c", upstreams=[{"dial": "a:1", "weight": 2}, {"dial": "b:1"}],
+                                        canary={"upstream": "k:1", "percentage": 10})))
+    proxy = proxy_of(owned, "c")
+    assert proxy["load_balancing"]["selection_policy"] == {"policy": "round_robin"}
+    assert collections.Counter(u["dial"] for u in proxy["upstreams"]) == {"a:1": 6, "b:1": 3, "k:1": 1}
+
+
+def test_native_weighted_policy_where_caddy_has_it() -> None:
+    capabilities = CaddyCapabilities("2.7.6", frozenset({WEIGHTED_POLICY_MODULE}))
+    owned = render_caddy(state_of(route("c", upstreams=[{"dial": "a:1", "weight": 90}, {"dial": "b:1", "weight": 10}])),
+                         capabilities=capabilities)
+    proxy = proxy_of(owned, "c")
+    assert proxy["upstreams"] == [{"dial": "a:1"}, {"dial": "b:1"}]
+    assert proxy["load_balancing"]["selection_policy"] == {"policy": "weighted_round_robin", "weights": [9, 1]}
+
+
+def test_canary_zero_drops_the_canary() -> None:
+    owned = render_caddy(state_of(route("c", canary={"upstream": "k:1", "percentage": 0})))
+    assert [u["dial"] for u in proxy_of(owned, "c")["upstreams"]] == ["10.0.0.1:8080"]
+
+
+def test_health_check_fails_only_where_caddy_supports_it() -> None:
+    state = state_of(route("h", healthCheck={"path": "/hz", "interval": "5s", "timeout": "1s", "unhealthyThreshold": 3}))
+    old = proxy_of(render_caddy(state), "h")["health_checks"]
+    assert old["active"] == {"uri": "/hz", "interval": "5s", "timeout": "1s", "expect_status": 2}
+    assert old["passive"] == {"max_fails": 3, "fail_duration": "15s"}
+    new = proxy_of(render_caddy(state, capabilities=CaddyCapabilities("2.8.4")), "h")["health_checks"]
+    assert new["active"]["fails"] == 3
+
+
+def test_tls_policies_and_issuers() -> None:
+    state = state_of(route("a", "a.example.com", tls={"minVersion": "1.3"}), route("b", "b.example.com"),
+                     global_config=config(certificates={"provider": "letsencrypt", "email": "${ACME_EMAIL}",
+                                                        "renewalWindow": "30d"}))
+    owned = render_caddy(state, environment={"ACME_EMAIL": "ops@example.com"})
+    policies = owned["apps"]["http"]["servers"]["hecate"]["tls_connection_policies"]
+    assert policies[0] == {"@id": "hecate-tls-min-1.3", "match": {"sni": ["a.example.com"]}, "protocol_min": "tls1.3"}
+    assert policies[1]["match"] == {"sni": ["b.example.com"]} and policies[-1].get("match") is None
+    automation = owned["apps"]["tls"]["automation"]["policies"]
+    assert automation == [{"@id": "hecate-certificates", "subjects": ["a.example.com", "b.example.com"],
+                           "issuers": [{"module": "acme", "email": "ops@example.com"}], "renewal_window_ratio": 0.3333}]
+    assert owned["apps"]["pki"]["certificate_authorities"]["local"]["install_trust"] is False
+
+
+def test_unset_environment_variable_is_a_render_error() -> None:
+    state = state_of(route("a", authPolicy="p"), auth_policy("p"),
+                     global_config=config(authentik={"outpostUrl": "${OUTPOST}"}))
+    with pytest.raises(RenderError) as caught:
+        render_caddy(state)
+    assert caught.value.problems == [
+        "global.authentik.outpostUrl references ${OUTPOST}, which is not set in the agent's environment; set it "
+        "(e.g. in the systemd unit's EnvironmentFile) or write the value in config.yaml"
+    ]
+
+
+def test_secret_values_are_redacted() -> None:
+    state = state_of(route("a"), global_config=config(certificates={"provider": "letsencrypt",
+                                                                    "email": "${ACME_SECRET_EMAIL}"}))
+    env = {"ACME_SECRET_EMAIL": "hidden@example.com"}
+    owned = render_caddy(state, environment=env)
+    assert "hidden@example.com" in to_json(owned)
+    assert "hidden@example.com" not in to_json(redact(owned, state, env))
+
+
+def test_merge_replaces_only_owned_parts() -> None:
+    live = {
+        "admin": {"listen": "127.0.0.1:2999"},
+        "apps": {
+            "http": {"servers": {"hecate": {"listen": [":1"]}, "mine": {"listen": [":8080"]}}},
+            "tls": {"automation": {"policies": [{"@id": "hecate-old"}, {"subjects": ["mine.example.com"]}]}},
+            "pki": {"certificate_authorities": {"local": {"name": "mine", "install_trust": True}}},
+            "other": {"x": 1},
+        },
+    }
+    owned = render_caddy(state_of(route("a")))
+    merged = merge(live, owned, SETTINGS)
+    assert merged["admin"] == live["admin"] and merged["apps"]["other"] == {"x": 1}
+    assert merged["apps"]["http"]["servers"]["mine"] == {"listen": [":8080"]}
+    assert merged["apps"]["http"]["servers"]["hecate"] == owned["apps"]["http"]["servers"]["hecate"]
+    assert [p.get("@id") for p in merged["apps"]["tls"]["automation"]["policies"]] == ["hecate-certificates", None]
+    assert merged["apps"]["pki"]["certificate_authorities"]["local"] == {"name": "mine", "install_trust": False}
+    assert live["apps"]["http"]["servers"]["hecate"] == {"listen": [":1"]}  # the input is not mutated
+
+
+def test_rendering_is_identical_across_hash_seeds() -> None:
+    script = (
+        "import sys; from pathlib import Path\n"
+        "from hecate_agent.sources.directory import read_directory\n"
+        "from hecate_agent.spec.loader import load_specs\n"
+        "from hecate_agent.render.caddy import render_caddy, to_json\n"
+        f"files, _ = read_directory(Path({str(SAMPLE_REPO)!r}))\n"
+        "sys.stdout.write(to_json(render_caddy(load_specs(files).state, environment={'AUTHENTIK_OUTPOST_URL': 'http://o:9000'})))\n"
+    )
+    outputs = {
+        subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                       env={"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin"}).stdout
+        for seed in ("0", "1", "4242", "random")
+    }
+    assert len(outputs) == 1
+    assert json.loads(outputs.pop())["apps"]["http"]["servers"]["hecate"]["@id"] == "hecate-server"
