@@ -8,9 +8,14 @@ SPECS ?= sample-repo
 bootstrap:
 	@./scripts/bootstrap
 
-## The agent's main job on the sample repo (today: validate it; see README).
+# The demo's Authentik outpost (the sample's config.yaml reads it from the environment).
+export AUTHENTIK_OUTPOST_URL ?= http://127.0.0.1:9000
+
+## The agent's main job on the sample repo (today: validate it and render both proxies' config; see README).
 demo: bootstrap
 	$(VENV)/bin/hecate-agent validate $(SPECS)
+	$(VENV)/bin/hecate-agent render $(SPECS) --target caddy --output build/demo/caddy
+	$(VENV)/bin/hecate-agent render $(SPECS) --target nginx --output build/demo/nginx
 
 ## Everything CI runs: lint, types, and the whole test suite (unit, integration, e2e).
 test: bootstrap lint typecheck
