@@ -23,8 +23,17 @@ EXIT_INVALID = 1
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="hecate-agent")
-def cli() -> None:
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Agent settings (default: $HECATE_AGENT_CONFIG or /etc/hecate-agent/agent.yaml).",
+)
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None) -> None:
     """GitOps agent for Caddy and Nginx reverse-proxy nodes."""
+    ctx.obj = config_path
 
 
 @cli.command()
@@ -53,11 +62,11 @@ def validate(path: Path, output_format: str, max_file_size: int) -> None:
     sys.exit(EXIT_INVALID if problems else EXIT_OK)
 
 
-def _load_or_exit(path: Path) -> tuple[DesiredState, str]:
+def _load_or_exit(path: Path) -> DesiredState:
     """Load and validate PATH; on problems print them (text) and exit 1."""
     from hecate_agent.report import render_text
     from hecate_agent.sources.directory import read_directory
-    from hecate_agent.spec.loader import load_specs, snapshot_digest
+    from hecate_agent.spec.loader import load_specs
 
     files, problems = read_directory(path)
     result = load_specs(files)
@@ -65,7 +74,7 @@ def _load_or_exit(path: Path) -> tuple[DesiredState, str]:
     if problems or result.state is None:
         sys.stderr.write(render_text(problems, result.counts, str(path)))
         sys.exit(EXIT_INVALID)
-    return result.state, snapshot_digest(files)
+    return result.state
 
 
 @cli.command()
@@ -85,13 +94,13 @@ def render(path: Path, target: str, output: Path | None) -> None:
     references resolve from this environment; secret-looking ones are redacted.
     Nginx: one stream file per Stream spec.
     """
-    state, revision = _load_or_exit(path)
+    state = _load_or_exit(path)
     if target == "caddy":
         files = {"caddy.json": _render_caddy_or_exit(state)}
     else:
         from hecate_agent.render.nginx import render_nginx
 
-        files = render_nginx(state, revision)
+        files = render_nginx(state)
     if output is not None:
         output.mkdir(parents=True, exist_ok=True)
         for name, content in files.items():
@@ -144,6 +153,11 @@ def schema(output: Path | None) -> None:
         return
     for written in write_schemas(output):
         click.echo(f"wrote {written}")
+
+
+from hecate_agent.commands import register  # noqa: E402  (the node commands live in their own module)
+
+register(cli)
 
 
 def main() -> None:

@@ -269,10 +269,17 @@ class NginxStreams:
         while True:
             new_workers = self.workers(master)
             log_lines = self._log_since(log_offset)
-            failed = [line for line in log_lines if "[emerg]" in line or "still could not bind" in line]
-            if failed:
+            # A busy port makes the master retry bind() five times, 500 ms apart, before it gives up
+            # with "still could not bind()"; only that, or any other [emerg], is its final word.
+            final = [
+                line
+                for line in log_lines
+                if "still could not bind" in line or ("[emerg]" in line and "bind() to" not in line)
+            ]
+            if final:
+                failed = [line for line in log_lines if "[emerg]" in line][-3:]
                 raise NginxReloadError(
-                    "Nginx could not apply the new configuration and kept the old one: " + "; ".join(failed[-3:])
+                    "Nginx could not apply the new configuration and kept the old one: " + "; ".join(failed)
                 )
             # Old workers may linger while they drain long connections; a new generation is what counts.
             if new_workers - old_workers:

@@ -415,6 +415,9 @@ class _Renderer:
     ) -> list[dict[str, Any]]:
         dial, tls = self.outpost()
         spec = policy.doc.spec
+        # Ids name the policy and the route ('.' never appears in names), so a plan can
+        # attribute these objects to AuthPolicy/<policy>.
+        auth_id = f"{ID_PREFIX}auth.{policy.name}.{located.name}"
 
         def proxy_to_outpost(**extra: Any) -> dict[str, Any]:
             handler: dict[str, Any] = {"handler": "reverse_proxy", "upstreams": [{"dial": dial}], **extra}
@@ -439,17 +442,21 @@ class _Renderer:
             )
         routes: list[dict[str, Any]] = [
             {
-                "@id": f"{ID_PREFIX}auth-outpost-{located.name}",
+                "@id": f"{auth_id}.outpost",
                 "match": [{"path": ["/outpost.goauthentik.io/*"]}],
                 "handle": [proxy_to_outpost()],
                 "terminal": True,
             }
         ]
         if spec.allowed_methods:
-            routes.append(_deny({"not": [{"method": list(spec.allowed_methods)}]}, 405, "method not allowed"))
+            routes.append(
+                _deny(
+                    f"{auth_id}.methods", {"not": [{"method": list(spec.allowed_methods)}]}, 405, "method not allowed"
+                )
+            )
         routes.append(
             {
-                "@id": f"{ID_PREFIX}auth-{policy.name}-{located.name}",
+                "@id": f"{auth_id}.forward",
                 "handle": [
                     proxy_to_outpost(
                         rewrite={"method": "GET", "uri": "/outpost.goauthentik.io/auth/caddy"},
@@ -469,13 +476,21 @@ class _Renderer:
         )
         for attribute in spec.metadata.required:
             header = AUTHENTIK_HEADERS[attribute]
-            routes.append(_deny({"not": [{"header_regexp": {header: {"pattern": ".+"}}}]}, 403, "forbidden"))
+            routes.append(
+                _deny(
+                    f"{auth_id}.requires-{attribute}",
+                    {"not": [{"header_regexp": {header: {"pattern": ".+"}}}]},
+                    403,
+                    "forbidden",
+                )
+            )
         if spec.requirements.groups:
             alternatives = "|".join(_go_regex_escape(g) for g in sorted(spec.requirements.groups))
             # Authentik sends groups separated by '|'.
             pattern = f"(^|\\|)({alternatives})(\\||$)"
             routes.append(
                 _deny(
+                    f"{auth_id}.groups",
                     {"not": [{"header_regexp": {"X-Authentik-Groups": {"pattern": pattern}}}]},
                     403,
                     "forbidden",
@@ -484,8 +499,9 @@ class _Renderer:
         return routes
 
 
-def _deny(matcher: dict[str, Any], status: int, body: str) -> dict[str, Any]:
+def _deny(object_id: str, matcher: dict[str, Any], status: int, body: str) -> dict[str, Any]:
     return {
+        "@id": object_id,
         "match": [matcher],
         "handle": [{"handler": "static_response", "status_code": status, "body": body + "\n"}],
         "terminal": True,

@@ -83,11 +83,15 @@ def _server_line(upstream: StreamUpstream, port: int | None) -> str:
     return " ".join(parts) + ";"
 
 
-def render_stream(stream: Located[StreamDocument], revision: str) -> str:
+def render_stream(stream: Located[StreamDocument]) -> str:
+    """One stream's file. It does not name the revision on purpose: a revision in the text would
+    change every file on every commit and force an Nginx reload each time, and every reload leaves
+    old workers behind for as long as their long-lived connections last (proxy-brief fact 36).
+    The revision folder the files live in is named after the revision instead."""
     spec = stream.doc.spec
     lines = [
-        f"# Managed by hecate-agent: Stream/{stream.name}, revision {revision}.",
-        "# Do not edit: the agent rewrites this file on every apply.",
+        f"# Managed by hecate-agent: Stream/{stream.name}.",
+        "# Do not edit: the agent rewrites this file when the stream's spec changes.",
     ]
     if spec.health_check is not None:
         check = spec.health_check
@@ -121,6 +125,6 @@ def render_stream(stream: Located[StreamDocument], revision: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_nginx(state: DesiredState, revision: str) -> dict[str, str]:
+def render_nginx(state: DesiredState) -> dict[str, str]:
     """File name → content, one `<stream name>.conf` per Stream, sorted by name."""
-    return {f"{stream.name}.conf": render_stream(stream, revision) for stream in state.streams}
+    return {f"{stream.name}.conf": render_stream(stream) for stream in state.streams}

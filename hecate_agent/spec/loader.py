@@ -361,27 +361,27 @@ def _allowed_fields(model: type[BaseModel], path: Path) -> list[str]:
     for part in path:
         if isinstance(part, int):
             continue
-        target = _model_in(current)
+        target = model_inside(current)
         if target is None:
             return []
         match = next((f for n, f in target.model_fields.items() if (f.alias or n) == part), None)
         if match is None:
             return []
         current = match.annotation
-    target = _model_in(current)
+    target = model_inside(current)
     if target is None:
         return []
     return sorted(f.alias or n for n, f in target.model_fields.items())
 
 
-def _model_in(annotation: Any) -> type[BaseModel] | None:
+def model_inside(annotation: Any) -> type[BaseModel] | None:
     """The pydantic model inside `X`, `X | None`, `list[X]` or `dict[str, X]`."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, pytypes.UnionType, list, dict, typing.Annotated):
         for arg in typing.get_args(annotation):
-            found = _model_in(arg)
+            found = model_inside(arg)
             if found is not None:
                 return found
     return None

@@ -7,6 +7,7 @@ import pytest
 
 from tests.support.caddy import CADDY, CaddyInstance
 from tests.support.nginx import NginxInstance, nginx_available
+from tests.support.node import NodeUnderTest
 
 
 @pytest.fixture
@@ -31,3 +32,8 @@ def caddy(tmp_path: Path) -> Iterator[CaddyInstance]:
         yield instance
     finally:
         instance.stop()
+
+
+@pytest.fixture
+def node(tmp_path: Path, caddy: CaddyInstance, nginx: NginxInstance) -> NodeUnderTest:
+    return NodeUnderTest(tmp_path / "node", caddy, nginx)

@@ -18,7 +18,7 @@ from tests.helpers import ROOT, SAMPLE_REPO, dump_yaml, stream
 def render_one(doc: dict) -> str:
     result = load_specs([SourceFile("s.yaml", dump_yaml(doc).encode())])
     assert result.state is not None, result.problems
-    return next(iter(render_nginx(result.state, "abc123").values()))
+    return next(iter(render_nginx(result.state).values()))
 
 
 def test_tcp_stream_with_backup_and_health_check() -> None:
@@ -27,8 +27,8 @@ def test_tcp_stream_with_backup_and_health_check() -> None:
                              upstreams=[{"server": "10.0.0.1:5432", "weight": 3, "maxFails": 2, "failTimeout": "1m30s"},
                                         {"server": "[fd00::2]:5432", "backup": True}]))
     assert text == """\
-# Managed by hecate-agent: Stream/pg, revision abc123.
-# Do not edit: the agent rewrites this file on every apply.
+# Managed by hecate-agent: Stream/pg.
+# Do not edit: the agent rewrites this file when the stream's spec changes.
 # Active health checks (every 10s, timeout 3s, 3 failures) are probed by the agent; Nginx applies the passive max_fails/fail_timeout below.
 
 upstream hecate_pg {
@@ -77,7 +77,7 @@ def test_rendering_is_identical_across_hash_seeds() -> None:
         "from hecate_agent.spec.loader import load_specs\n"
         "from hecate_agent.render.nginx import render_nginx\n"
         f"files, _ = read_directory(Path({str(SAMPLE_REPO)!r}))\n"
-        "out = render_nginx(load_specs(files).state, 'r')\n"
+        "out = render_nginx(load_specs(files).state)\n"
         "sys.stdout.write(repr(sorted(out.items())))\n"
     )
     outputs = {

@@ -1,0 +1,318 @@
+"""Plans: what applying a revision would change on this node, resource by resource. Pure.
+
+Three views meet here:
+- desired: what the revision renders to (and its specs),
+- last applied: the last-known-good record (what the agent last put in place),
+- live: what Caddy runs and what Nginx's stream directory holds now.
+
+Desired vs live decides the action (create / update / delete / unchanged).
+Desired vs last applied, at the spec level, explains it in the author's terms
+(`spec.upstreams[1].dial: a:3000 → b:3000`). Live vs last applied is drift:
+someone changed the proxy behind the agent's back.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from hecate_agent.render.caddy import ID_PREFIX
+
+PLAN_FORMAT_VERSION = 1
+ACTIONS = ("create", "update", "delete", "unchanged")
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    path: str
+    before: Any
+    after: Any
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "before": self.before, "after": self.after}
+
+
+@dataclass(frozen=True)
+class ResourceChange:
+    kind: str
+    name: str
+    action: str
+    fields: tuple[FieldChange, ...] = ()
+    drift: tuple[FieldChange, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "action": self.action,
+            "fields": [f.to_dict() for f in self.fields],
+            "drift": [f.to_dict() for f in self.drift],
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    revision: str
+    last_applied: str | None
+    desired_fingerprint: str
+    live_fingerprint: str
+    changes: tuple[ResourceChange, ...]
+    unmanaged: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    offline: bool = False
+
+    def count(self, action: str) -> int:
+        return sum(1 for c in self.changes if c.action == action)
+
+    @property
+    def has_changes(self) -> bool:
+        return any(c.action != "unchanged" for c in self.changes)
+
+    @property
+    def drifted(self) -> list[ResourceChange]:
+        return [c for c in self.changes if c.drift]
+
+    def summary(self) -> dict[str, int]:
+        counts = {action: self.count(action) for action in ACTIONS}
+        counts["drift"] = len(self.drifted)
+        return counts
+
+    def summary_line(self) -> str:
+        if not self.has_changes:
+            return "No changes. The proxies match the revision." if not self.offline else "No changes."
+        s = self.summary()
+        line = (
+            f"Plan: {s['create']} to create, {s['update']} to update, {s['delete']} to delete, "
+            f"{s['unchanged']} unchanged"
+        )
+        if s["drift"]:
+            line += f"; {s['drift']} drifted"
+        return line + "."
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "formatVersion": PLAN_FORMAT_VERSION,
+            "revision": self.revision,
+            "lastApplied": self.last_applied,
+            "desiredFingerprint": self.desired_fingerprint,
+            "liveFingerprint": self.live_fingerprint,
+            "offline": self.offline,
+            "summary": self.summary(),
+            "changes": [c.to_dict() for c in self.changes],
+            "unmanaged": list(self.unmanaged),
+            "notes": list(self.notes),
+        }
+
+
+def json_diff(before: Any, after: Any, path: str = "") -> list[FieldChange]:
+    """Leaf-level differences between two JSON values, with `a.b[1].c` paths."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        out: list[FieldChange] = []
+        for key in sorted(set(before) | set(after), key=str):
+            child = f"{path}.{key}" if path else str(key)
+            out += json_diff(before.get(key, _MISSING), after.get(key, _MISSING), child)
+        return [c for c in out if not (c.before is _MISSING and c.after is _MISSING)]
+    if isinstance(before, list) and isinstance(after, list):
+        out = []
+        for index in range(max(len(before), len(after))):
+            out += json_diff(
+                before[index] if index < len(before) else _MISSING,
+                after[index] if index < len(after) else _MISSING,
+                f"{path}[{index}]",
+            )
+        return out
+    if before == after:
+        return []
+    return [FieldChange(path, None if before is _MISSING else before, None if after is _MISSING else after)]
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "<absent>"
+
+
+_MISSING: Any = _Missing()
+
+
+# --- reading resources out of proxy configs ---------------------------------------------
+
+
+def caddy_resources(config: Mapping[str, Any] | None, server: str) -> tuple[dict[str, Any], list[str]]:
+    """The agent's objects in a full Caddy config, by resource ("Kind/name"), and what is not ours."""
+    resources: dict[str, Any] = {}
+    unmanaged: list[str] = []
+    apps = dict((config or {}).get("apps") or {})
+    servers = dict((apps.get("http") or {}).get("servers") or {})
+    for name in sorted(servers):
+        if name not in (server, f"{server}_http"):
+            unmanaged.append(f"Caddy server {name!r}")
+            continue
+        plain = name != server
+        body = copy.deepcopy(servers[name])
+        routes = body.pop("routes", [])
+        settings_key = f"Server/{name}"
+        leftovers = []
+        for route in routes:
+            route_id = str(route.get("@id", "")) if isinstance(route, dict) else ""
+            owner = _route_owner(route_id, plain)
+            if owner is None:
+                if route_id.startswith(ID_PREFIX):
+                    leftovers.append(route)
+                else:
+                    unmanaged.append(f"route {route_id or '(no @id)'} in Caddy server {name!r}")
+                    leftovers.append(route)
+                continue
+            pieces = _pull_auth_pieces(route)
+            for policy, piece in pieces:
+                resources.setdefault(f"AuthPolicy/{policy}", {})[str(piece["@id"])] = piece
+            resources.setdefault(f"Route/{owner}", {})["http" if plain else "https"] = route
+        body["routes"] = leftovers
+        resources[settings_key] = body
+    policies = ((apps.get("tls") or {}).get("automation") or {}).get("policies") or []
+    ours = [p for p in policies if str(p.get("@id", "")).startswith(ID_PREFIX)]
+    theirs = [p for p in policies if not str(p.get("@id", "")).startswith(ID_PREFIX)]
+    if ours:
+        resources["TLS/certificates"] = ours
+    unmanaged += [f"TLS automation policy for {p.get('subjects', 'all names')}" for p in theirs]
+    for app in sorted(apps):
+        if app not in ("http", "tls", "pki"):
+            unmanaged.append(f"Caddy app {app!r}")
+    return resources, unmanaged
+
+
+def _route_owner(route_id: str, plain: bool) -> str | None:
+    body = route_id[:-5] if plain and route_id.endswith("-http") else route_id
+    for prefix in (f"{ID_PREFIX}route-", f"{ID_PREFIX}redirect-"):
+        if body.startswith(prefix):
+            return body[len(prefix) :]
+    return None
+
+
+def _pull_auth_pieces(node: Any) -> list[tuple[str, dict[str, Any]]]:
+    """Move forward-auth objects (`@id` hecate-auth.<policy>.<route>...) out of a route, leaving references."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    if isinstance(node, dict):
+        for key, value in list(node.items()):
+            if isinstance(value, dict) and str(value.get("@id", "")).startswith(f"{ID_PREFIX}auth."):
+                found.append((str(value["@id"]).split(".")[1], value))
+                node[key] = {"@ref": value["@id"]}
+            else:
+                found += _pull_auth_pieces(value)
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            if isinstance(value, dict) and str(value.get("@id", "")).startswith(f"{ID_PREFIX}auth."):
+                found.append((str(value["@id"]).split(".")[1], value))
+                node[index] = {"@ref": value["@id"]}
+            else:
+                found += _pull_auth_pieces(value)
+    return found
+
+
+def nginx_resources(files: Mapping[str, str]) -> dict[str, Any]:
+    return {f"Stream/{name[: -len('.conf')]}": text for name, text in files.items() if name.endswith(".conf")}
+
+
+# --- the plan ------------------------------------------------------------------------------
+
+
+def _sort_key(key: str) -> tuple[int, str]:
+    order = {"Route": 0, "AuthPolicy": 1, "Stream": 2, "TLS": 3, "Server": 4, "Config": 5}
+    return (order.get(key.split("/", 1)[0], 9), key)
+
+
+def _redacted(changes: Iterable[FieldChange], secrets: frozenset[str]) -> tuple[FieldChange, ...]:
+    def scrub(value: Any) -> Any:
+        if isinstance(value, str):
+            for secret in secrets:
+                value = value.replace(secret, "<redacted>")
+            return value
+        if isinstance(value, dict):
+            return {k: scrub(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [scrub(v) for v in value]
+        return value
+
+    return tuple(FieldChange(c.path, scrub(c.before), scrub(c.after)) for c in changes)
+
+
+def make_plan(
+    *,
+    revision: str,
+    desired: Mapping[str, Any],
+    desired_specs: Mapping[str, Any],
+    live: Mapping[str, Any],
+    last: Mapping[str, Any] | None,
+    last_specs: Mapping[str, Any] | None,
+    last_revision: str | None,
+    desired_fingerprint: str,
+    live_fingerprint: str,
+    unmanaged: Iterable[str] = (),
+    secrets: frozenset[str] = frozenset(),
+    notes: Iterable[str] = (),
+) -> Plan:
+    """Compare rendered resources (desired vs live), explain with specs (desired vs last), flag drift."""
+    keys = set(desired) | set(live) | {k for k in desired_specs if not k.startswith("Config/")}
+    changes = []
+    for key in sorted(keys, key=_sort_key):
+        kind, name = key.split("/", 1)
+        want, have = desired.get(key), live.get(key)
+        if want == have:
+            action = "unchanged"
+        elif have is None or have == {}:
+            action = "create" if want not in (None, {}) else "unchanged"
+        elif want is None or want == {}:
+            action = "delete"
+        else:
+            action = "update"
+        fields: list[FieldChange] = []
+        if action == "update":
+            if last_specs is not None and key in last_specs and key in desired_specs:
+                fields = json_diff(last_specs[key], desired_specs[key])
+            if not fields:
+                fields = json_diff(have, want)
+        drift: list[FieldChange] = []
+        if last is not None and last.get(key) != have and not (last.get(key) in (None, {}) and have in (None, {})):
+            drift = json_diff(last.get(key), have)
+        changes.append(ResourceChange(kind, name, action, _redacted(fields, secrets), _redacted(drift, secrets)))
+    config_fields: list[FieldChange] = []
+    if last_specs is not None and "Config/global" in last_specs and "Config/global" in desired_specs:
+        config_fields = json_diff(last_specs["Config/global"], desired_specs["Config/global"])
+    notes = list(notes)
+    if config_fields:
+        notes.append("config.yaml changed: " + ", ".join(f.path for f in config_fields))
+    return Plan(
+        revision=revision,
+        last_applied=last_revision,
+        desired_fingerprint=desired_fingerprint,
+        live_fingerprint=live_fingerprint,
+        changes=tuple(changes),
+        unmanaged=tuple(unmanaged),
+        notes=tuple(notes),
+    )
+
+
+def offline_plan(
+    revision: str, base_revision: str, desired_specs: Mapping[str, Any], base_specs: Mapping[str, Any]
+) -> Plan:
+    """Spec-level diff of two revisions, no proxies involved (what a pull request's CI shows)."""
+    changes = []
+    for key in sorted(set(desired_specs) | set(base_specs), key=_sort_key):
+        kind, name = key.split("/", 1)
+        want, have = desired_specs.get(key), base_specs.get(key)
+        fields: list[FieldChange]
+        if want == have:
+            action, fields = "unchanged", []
+        elif have is None:
+            action, fields = "create", []
+        elif want is None:
+            action, fields = "delete", []
+        else:
+            action, fields = "update", json_diff(have, want)
+        changes.append(ResourceChange(kind, name, action, tuple(fields)))
+    return Plan(revision, base_revision, "", "", tuple(changes), offline=True)

@@ -1,0 +1,111 @@
+"""Everything a revision renders to, in one value: Caddy's owned parts, Nginx's files, and a fingerprint.
+
+The fingerprint is a hash of the rendered configuration (not of the specs):
+two revisions that render the same are the same to the proxies, and an
+unchanged revision costs a hash, not a plan.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hecate_agent.render.caddy import CaddyCapabilities, CaddySettings, RenderError, render_caddy
+from hecate_agent.render.nginx import Listener, all_listeners, format_address, render_nginx
+from hecate_agent.spec.loader import DesiredState
+
+
+@dataclass(frozen=True)
+class Rendered:
+    revision: str
+    caddy_owned: dict[str, Any]
+    nginx_files: dict[str, str]
+    listeners: tuple[Listener, ...]
+    specs: dict[str, Any] = field(default_factory=dict)  # "Kind/name" -> spec as written (references unresolved)
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.caddy_owned, self.nginx_files)
+
+
+def fingerprint(caddy_owned: Mapping[str, Any], nginx_files: Mapping[str, str]) -> str:
+    digest = hashlib.sha256()
+    digest.update(json.dumps(caddy_owned, sort_keys=True, separators=(",", ":")).encode())
+    for name in sorted(nginx_files):
+        digest.update(b"\0" + name.encode() + b"\0" + nginx_files[name].encode())
+    return digest.hexdigest()[:16]
+
+
+def spec_documents(state: DesiredState) -> dict[str, Any]:
+    """Each resource's spec as JSON values (what plans diff at the field level)."""
+    out: dict[str, Any] = {}
+    for group in (state.routes, state.auth_policies, state.streams):
+        for located in group:
+            doc = located.doc
+            out[f"{doc.kind}/{doc.metadata.name}"] = doc.model_dump(
+                mode="json", by_alias=True, exclude={"api_version", "kind"}
+            )
+    out["Config/global"] = state.config.model_dump(mode="json", by_alias=True)
+    return out
+
+
+def render_all(
+    state: DesiredState,
+    revision: str,
+    *,
+    caddy: CaddySettings,
+    capabilities: CaddyCapabilities,
+    environment: Mapping[str, str],
+    nginx_enabled: bool = True,
+) -> Rendered:
+    """Render both proxies; raises RenderError with every problem (missing modules, port clashes, ...)."""
+    problems: list[str] = []
+    owned: dict[str, Any] = {}
+    try:
+        owned = render_caddy(state, caddy, capabilities, environment)
+    except RenderError as exc:
+        problems.extend(exc.problems)
+    listeners = tuple(all_listeners(state))
+    if listeners and not nginx_enabled:
+        problems.append(
+            f"{len(state.streams)} Stream spec(s) but Nginx is disabled on this node (nginx.enabled: false)"
+        )
+    problems.extend(port_clashes(listeners, caddy))
+    if problems:
+        raise RenderError(problems)
+    return Rendered(revision, owned, render_nginx(state), listeners, spec_documents(state))
+
+
+def _caddy_sockets(settings: CaddySettings) -> list[tuple[str, str, int]]:
+    """(protocol, host, port) Caddy binds: TCP on every listener, and UDP on HTTPS ones for HTTP/3."""
+    found = []
+    for listen, https in [(x, False) for x in settings.http_listen] + [(x, True) for x in settings.https_listen]:
+        host, _, port = listen.rpartition(":")
+        host = host.strip("[]") or "0.0.0.0"
+        if port.isdigit():
+            found.append(("tcp", host, int(port)))
+            if https:
+                found.append(("udp", host, int(port)))
+    return found
+
+
+def _overlap(a: str, b: str) -> bool:
+    wildcards = ("0.0.0.0", "::", "")
+    return a == b or a in wildcards or b in wildcards
+
+
+def port_clashes(listeners: tuple[Listener, ...], caddy: CaddySettings) -> list[str]:
+    """Stream listeners that would share a socket with Caddy's (both proxies may use SO_REUSEPORT)."""
+    problems = []
+    for listener in listeners:
+        for protocol, host, port in _caddy_sockets(caddy):
+            if listener.protocol == protocol and listener.port == port and _overlap(listener.address, host):
+                why = " (HTTP/3 on Caddy's HTTPS port)" if protocol == "udp" else ""
+                problems.append(
+                    f"Stream/{listener.stream}: {listener.protocol} {format_address(listener.address)}:{port} "
+                    f"collides with Caddy's listener {host}:{port}{why}; pick another port"
+                )
+    return problems

@@ -1,0 +1,220 @@
+"""The agent's state directory: lock, last-known-good snapshots, history, suspend flag, apply journal.
+
+Everything is written atomically (temporary file, fsync, rename, fsync of the
+folder), so a crash leaves the old file or the new one, never half of one.
+Snapshots hold rendered configuration with secrets resolved: files are 0600
+in 0700 folders.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from hecate_agent.errors import HecateError
+
+HISTORY_LIMIT = 1000
+
+
+class StateError(HecateError):
+    pass
+
+
+class LockedError(StateError):
+    pass
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.chmod(temporary, mode)
+    os.replace(temporary, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _dump(value: Any) -> bytes:
+    return (json.dumps(value, indent=2, sort_keys=True) + "\n").encode()
+
+
+@dataclass
+class Snapshot:
+    """A last-known-good record: exactly what one apply put in place."""
+
+    revision: str
+    applied_at: str
+    fingerprint: str
+    caddy_config: dict[str, Any]  # the full config Caddy was given
+    nginx_files: dict[str, str]
+    nginx_listeners: list[dict[str, Any]]
+    specs: dict[str, Any]
+    plan_summary: dict[str, int] = field(default_factory=dict)
+    sequence: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Snapshot:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+class StateStore:
+    def __init__(self, root: Path, *, keep: int = 10) -> None:
+        self.root = root
+        self.keep = keep
+        self.snapshots_dir = root / "snapshots"
+
+    def ensure(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.snapshots_dir.mkdir(exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise StateError(f"cannot create the state directory {self.root}: {exc.strerror}") from None
+
+    # --- lock ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(self, *, wait: float = 0.0) -> Iterator[None]:
+        """Exclusive lock: the CLI and the daemon never apply at once."""
+        self.ensure()
+        fd = os.open(self.root / "apply.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        deadline = time.monotonic() + wait
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                        raise
+                    if time.monotonic() >= deadline:
+                        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+                        raise LockedError(
+                            f"another hecate-agent (pid {holder}) is applying on this node; wait for it to finish"
+                        ) from None
+                    time.sleep(0.1)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    # --- json files -----------------------------------------------------------------------
+
+    def _read(self, name: str) -> Any:
+        try:
+            return json.loads((self.root / name).read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise StateError(f"{self.root / name} is unreadable ({exc}); move it away and re-apply") from None
+
+    def _write(self, name: str, value: Any) -> None:
+        self.ensure()
+        try:
+            write_atomic(self.root / name, _dump(value))
+        except OSError as exc:
+            raise StateError(f"cannot write {self.root / name}: {exc.strerror}") from None
+
+    # --- last known good ---------------------------------------------------------------
+
+    def last_applied(self) -> Snapshot | None:
+        data = self._read("last-applied.json")
+        return Snapshot.from_dict(data) if data else None
+
+    def record(self, snapshot: Snapshot) -> Snapshot:
+        """Store `snapshot` as the new last-known-good (and in the rolling snapshot list)."""
+        self.ensure()
+        existing = self.snapshots()
+        snapshot.sequence = (existing[-1].sequence if existing else 0) + 1
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in snapshot.revision)[:40]
+        try:
+            write_atomic(self.snapshots_dir / f"{snapshot.sequence:08d}-{safe}.json", _dump(snapshot.to_dict()))
+        except OSError as exc:
+            raise StateError(f"cannot write a snapshot under {self.snapshots_dir}: {exc.strerror}") from None
+        self._write("last-applied.json", snapshot.to_dict())
+        for old in sorted(self.snapshots_dir.glob("*.json"))[: -self.keep]:
+            old.unlink(missing_ok=True)
+        return snapshot
+
+    def snapshots(self) -> list[Snapshot]:
+        if not self.snapshots_dir.exists():
+            return []
+        found = []
+        for path in sorted(self.snapshots_dir.glob("*.json")):
+            try:
+                found.append(Snapshot.from_dict(json.loads(path.read_text())))
+            except (OSError, ValueError, TypeError):
+                continue  # a damaged old snapshot must not hide the others
+        return found
+
+    def find(self, revision: str | None = None, *, previous: bool = False) -> Snapshot | None:
+        snapshots = self.snapshots()
+        current = self.last_applied()
+        if previous:
+            older = [s for s in snapshots if current is None or s.fingerprint != current.fingerprint]
+            return older[-1] if older else None
+        matches = [s for s in snapshots if s.revision == revision or (revision and s.revision.startswith(revision))]
+        return matches[-1] if matches else None
+
+    # --- history ----------------------------------------------------------------------------
+
+    def append_history(self, entry: dict[str, Any]) -> None:
+        history = self.history()
+        history.append(entry)
+        self._write("history.json", history[-HISTORY_LIMIT:])
+
+    def history(self) -> list[dict[str, Any]]:
+        data = self._read("history.json")
+        return list(data) if isinstance(data, list) else []
+
+    # --- suspend --------------------------------------------------------------------------
+
+    def suspension(self) -> dict[str, Any] | None:
+        data = self._read("suspended.json")
+        return dict(data) if isinstance(data, dict) else None
+
+    def suspend(self, reason: str, by: str) -> None:
+        self._write("suspended.json", {"reason": reason, "by": by, "at": utc_now()})
+
+    def resume(self) -> bool:
+        path = self.root / "suspended.json"
+        if not path.exists():
+            return False
+        path.unlink()
+        return True
+
+    # --- journal ----------------------------------------------------------------------------
+
+    def write_journal(self, journal: dict[str, Any]) -> None:
+        self._write("journal.json", journal)
+
+    def journal(self) -> dict[str, Any] | None:
+        data = self._read("journal.json")
+        return dict(data) if isinstance(data, dict) else None
+
+    def clear_journal(self) -> None:
+        (self.root / "journal.json").unlink(missing_ok=True)

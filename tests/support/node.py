@@ -1,0 +1,62 @@
+"""A whole node for end-to-end tests: real Caddy + real Nginx + an agent.yaml pointing at them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from hecate_agent.apply import Node
+from hecate_agent.render.caddy import CaddyCapabilities
+from hecate_agent.settings import load_settings
+from tests.support.caddy import CaddyInstance, caddy_capabilities
+from tests.support.nginx import NginxInstance
+
+
+class NodeUnderTest:
+    def __init__(self, root: Path, caddy: CaddyInstance, nginx: NginxInstance) -> None:
+        self.root = root
+        self.caddy = caddy
+        self.nginx = nginx
+        root.mkdir(parents=True, exist_ok=True)
+        self.state_dir = root / "state"
+        self.config = root / "agent.yaml"
+        ns = nginx.settings
+        settings: dict[str, Any] = {
+            "node": {"name": "test-node"},
+            "caddy": {
+                "adminUrl": caddy.admin_url,
+                "server": "hecate",
+                "httpListen": list(caddy.settings.http_listen),
+                "httpsListen": list(caddy.settings.https_listen),
+            },
+            "nginx": {
+                "streamDir": str(ns.stream_dir),
+                "testCommand": list(ns.test_command),
+                "reloadCommand": list(ns.reload_command),
+                "dumpCommand": list(ns.dump_command),
+                "pidFile": str(ns.pid_file),
+                "errorLog": str(ns.error_log),
+            },
+            "stateDir": str(self.state_dir),
+        }
+        self.config.write_text(json.dumps(settings, indent=2))  # JSON is YAML
+
+    def node(self, capabilities: CaddyCapabilities | None = None, environment: dict[str, str] | None = None) -> Node:
+        return Node.from_settings(
+            load_settings(self.config, environ={}),
+            environment=environment or {},
+            capabilities=capabilities or caddy_capabilities(),
+        )
+
+    def cli(self, *args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "hecate_agent", "--config", str(self.config), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", **(env or {})},
+            check=False,
+        )
