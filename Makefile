@@ -8,21 +8,17 @@ SPECS ?= sample-repo
 bootstrap:
 	@./scripts/bootstrap
 
-# The demo's Authentik outpost (the sample's config.yaml reads it from the environment).
-export AUTHENTIK_OUTPOST_URL ?= http://127.0.0.1:9000
-
-## The agent's main job on the sample repo (today: validate it and render both proxies' config; see README).
+## The agent's main job: apply sample-repo/ to a local Caddy and Nginx on loopback and show traffic through them.
 demo: bootstrap
 	$(VENV)/bin/hecate-agent validate $(SPECS)
-	$(VENV)/bin/hecate-agent render $(SPECS) --target caddy --output build/demo/caddy
-	$(VENV)/bin/hecate-agent render $(SPECS) --target nginx --output build/demo/nginx
+	$(PY) scripts/demo.py
 
 ## Everything CI runs: lint, types, and the whole test suite (unit, integration, e2e).
 test: bootstrap lint typecheck
 	$(PY) -m pytest -q tests
 
 lint: bootstrap
-	$(VENV)/bin/ruff check hecate_agent tests bench
+	$(VENV)/bin/ruff check hecate_agent tests bench scripts
 	$(VENV)/bin/ruff format --check hecate_agent
 
 typecheck: bootstrap

@@ -112,7 +112,7 @@ def test_nginx_t_accepts_the_sample_repo(nginx: NginxInstance, tmp_path: Path) -
     )
     assert result.returncode == 0, result.stderr
     files = {p.name: p.read_text() for p in (tmp_path / "out").glob("*.conf")}
-    assert sorted(files) == ["dns.conf", "mail.conf", "postgres.conf"]
+    assert sorted(files) == ["dns.conf", "postgres.conf", "siem.conf"]
     folder = nginx.adapter.stage(files, "sample")
     nginx.adapter.activate(folder)
     nginx.adapter.test()

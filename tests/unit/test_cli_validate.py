@@ -37,8 +37,8 @@ EXPECTED = [
     ("routes/shop.yaml", 17, 17, "spec.canary.percentage", "must be at most 100"),
     ("routes/shop.yaml", 21, 14, "spec.healthCheck.timeout", "timeout (9s) must be shorter than interval (5s)"),
     ("routes/tenants.yaml", 10, 3, "spec.upstreamz", "unknown field; allowed here: authPolicy, canary"),
-    ("streams/mail.yaml", 6, 9, "metadata.name", "is not a lowercase DNS label"),
-    ("streams/postgres.yaml", 9, 3, "spec.listen", "tcp 0.0.0.0:5432 is already taken by Stream/dns"),
+    ("streams/postgres.yaml", 9, 3, "spec.listen", "tcp 127.0.0.1:15432 is already taken by Stream/dns"),
+    ("streams/siem.yaml", 6, 9, "metadata.name", "is not a lowercase DNS label"),
 ]
 
 
@@ -53,16 +53,16 @@ def broken_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
         assert old in text, (relative, old)
         path.write_text(text.replace(old, new, 1))
 
-    replace("routes/grafana.yaml", "    - dial: 10.0.10.21:3000", "    - dial: 10.0.10.21:70000\n      weight: 0")
+    replace("routes/grafana.yaml", "    - dial: 127.0.0.1:9101", "    - dial: 127.0.0.1:70000\n      weight: 0")
     replace("routes/grafana.yaml", 'minVersion: "1.3"', 'minVersion: "1.1"')
     replace("routes/shop.yaml", "percentage: 10", "percentage: 150")
     replace("routes/shop.yaml", "timeout: 1s", "timeout: 9s")
     replace("routes/api.yaml", "    - compression", "    - gzip")
     replace("routes/api.yaml", "      Cache-Control: no-store", '      Cache-Control: "{env.AWS_SECRET}"')
     replace("routes/tenants.yaml", "  upstreams:", "  upstreamz: []\n  upstreams:")
-    replace("streams/dns.yaml", "port: 53", "port: 5432")
+    replace("streams/dns.yaml", "port: 15353", "port: 15432")
     replace("streams/dns.yaml", "protocol: udp", "protocol: tcp")
-    replace("streams/mail.yaml", "name: mail", "name: Mail_Server")
+    replace("streams/siem.yaml", "name: siem", "name: Siem_Server")
     replace("policies/staff.yaml", "provider: authentik", "provider: keycloak")
     replace("config.yaml", 'tlsMinVersion: "1.2"', 'tlsMinVersion: "1.2"\n    tlsMinVersion: "1.3"')
     return repo
