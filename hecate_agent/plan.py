@@ -13,7 +13,6 @@ someone changed the proxy behind the agent's back.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -144,7 +143,11 @@ _MISSING: Any = _Missing()
 
 
 def caddy_resources(config: Mapping[str, Any] | None, server: str) -> tuple[dict[str, Any], list[str]]:
-    """The agent's objects in a full Caddy config, by resource ("Kind/name"), and what is not ours."""
+    """The agent's objects in a full Caddy config, by resource ("Kind/name"), and what is not ours.
+
+    Inputs are not modified and not deep-copied (configs reach megabytes); values
+    share structure with `config`.
+    """
     resources: dict[str, Any] = {}
     unmanaged: list[str] = []
     apps = dict((config or {}).get("apps") or {})
@@ -154,26 +157,24 @@ def caddy_resources(config: Mapping[str, Any] | None, server: str) -> tuple[dict
             unmanaged.append(f"Caddy server {name!r}")
             continue
         plain = name != server
-        body = copy.deepcopy(servers[name])
-        routes = body.pop("routes", [])
-        settings_key = f"Server/{name}"
+        body = dict(servers[name])
+        routes = body.pop("routes", None) or []
         leftovers = []
         for route in routes:
             route_id = str(route.get("@id", "")) if isinstance(route, dict) else ""
             owner = _route_owner(route_id, plain)
             if owner is None:
-                if route_id.startswith(ID_PREFIX):
-                    leftovers.append(route)
-                else:
+                if not route_id.startswith(ID_PREFIX):
                     unmanaged.append(f"route {route_id or '(no @id)'} in Caddy server {name!r}")
-                    leftovers.append(route)
+                leftovers.append(route)
                 continue
-            pieces = _pull_auth_pieces(route)
-            for policy, piece in pieces:
+            own_route, pieces = _pull_auth_pieces(route)
+            for piece in pieces:
+                policy = str(piece["@id"]).split(".")[1]
                 resources.setdefault(f"AuthPolicy/{policy}", {})[str(piece["@id"])] = piece
-            resources.setdefault(f"Route/{owner}", {})["http" if plain else "https"] = route
+            resources.setdefault(f"Route/{owner}", {})["http" if plain else "https"] = own_route
         body["routes"] = leftovers
-        resources[settings_key] = body
+        resources[f"Server/{name}"] = body
     policies = ((apps.get("tls") or {}).get("automation") or {}).get("policies") or []
     ours = [p for p in policies if str(p.get("@id", "")).startswith(ID_PREFIX)]
     theirs = [p for p in policies if not str(p.get("@id", "")).startswith(ID_PREFIX)]
@@ -194,24 +195,26 @@ def _route_owner(route_id: str, plain: bool) -> str | None:
     return None
 
 
-def _pull_auth_pieces(node: Any) -> list[tuple[str, dict[str, Any]]]:
-    """Move forward-auth objects (`@id` hecate-auth.<policy>.<route>...) out of a route, leaving references."""
-    found: list[tuple[str, dict[str, Any]]] = []
-    if isinstance(node, dict):
-        for key, value in list(node.items()):
-            if isinstance(value, dict) and str(value.get("@id", "")).startswith(f"{ID_PREFIX}auth."):
-                found.append((str(value["@id"]).split(".")[1], value))
-                node[key] = {"@ref": value["@id"]}
-            else:
-                found += _pull_auth_pieces(value)
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            if isinstance(value, dict) and str(value.get("@id", "")).startswith(f"{ID_PREFIX}auth."):
-                found.append((str(value["@id"]).split(".")[1], value))
-                node[index] = {"@ref": value["@id"]}
-            else:
-                found += _pull_auth_pieces(value)
-    return found
+def _is_auth_piece(value: Any) -> bool:
+    return isinstance(value, dict) and str(value.get("@id", "")).startswith(f"{ID_PREFIX}auth.")
+
+
+def _pull_auth_pieces(route: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Forward-auth objects (`@id` hecate-auth.<policy>.<route>...) taken out of a route's subroute,
+    replaced by references; the route is copied only where it changes."""
+    pieces: list[dict[str, Any]] = []
+    handlers = route.get("handle")
+    if not isinstance(handlers, list):
+        return route, pieces
+    new_handlers = []
+    for handler in handlers:
+        inner = handler.get("routes") if isinstance(handler, dict) else None
+        if isinstance(inner, list) and any(_is_auth_piece(r) for r in inner):
+            pieces += [r for r in inner if _is_auth_piece(r)]
+            new_handlers.append({**handler, "routes": [{"@ref": r["@id"]} if _is_auth_piece(r) else r for r in inner]})
+        else:
+            new_handlers.append(handler)
+    return ({**route, "handle": new_handlers} if pieces else route), pieces
 
 
 def nginx_resources(files: Mapping[str, str]) -> dict[str, Any]:

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
+import h11
 import httpx
 
 from hecate_agent.errors import HecateError
@@ -52,6 +55,7 @@ class CaddyAdmin:
 
     def __init__(self, admin_url: str = "http://127.0.0.1:2019", timeout: float = 30.0) -> None:
         self.admin_url = admin_url
+        self.timeout = timeout
         if admin_url.startswith("unix://"):
             transport = httpx.HTTPTransport(uds=admin_url[len("unix://") :])
             # A unix-socket admin endpoint only accepts an empty Host header (fact 11).
@@ -91,10 +95,63 @@ class CaddyAdmin:
         return response
 
     def get_config(self) -> LiveConfig:
-        response = self._request("GET", "/config/")
-        body = response.content
+        """The whole config and its ETag.
+
+        Caddy 2.6.2 sends the ETag as an HTTP trailer, which httpx drops, so this one
+        request is made with h11 directly (it hands trailers over). Computing the
+        FNV-1a hash ourselves would work too, but costs ~1.3 s per 5 MB in Python.
+        """
+        body, etag = self._get_with_trailers("/config/")
         config = json.loads(body) if body.strip() else None
-        return LiveConfig(config if isinstance(config, dict) else {}, f'"/config/ {fnv1a32(body)}"')
+        return LiveConfig(config if isinstance(config, dict) else {}, etag or f'"/config/ {fnv1a32(body)}"')
+
+    def _get_with_trailers(self, path: str) -> tuple[bytes, str | None]:
+        connection = h11.Connection(h11.CLIENT)
+        if self.admin_url.startswith("unix://"):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            target: Any = self.admin_url[len("unix://") :]
+            host = ""
+        else:
+            parts = urlsplit(self.admin_url)
+            if parts.scheme != "http":  # a TLS admin endpoint: fall back to hashing the body
+                response = self._request("GET", path)
+                return response.content, None
+            family = socket.AF_INET6 if ":" in (parts.hostname or "") else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            target = (parts.hostname, parts.port or 80)
+            host = parts.netloc
+        sock.settimeout(self.timeout)
+        chunks: list[bytes] = []
+        etag: str | None = None
+        try:
+            sock.connect(target)
+            request = h11.Request(method="GET", target=path, headers=[("Host", host), ("Connection", "close")])
+            sock.sendall(connection.send(request) + connection.send(h11.EndOfMessage()))
+            status = 0
+            while True:
+                event = connection.next_event()
+                if event is h11.NEED_DATA:
+                    connection.receive_data(sock.recv(1 << 20))
+                    continue
+                if isinstance(event, h11.Response):
+                    status = event.status_code
+                    etag = _header(event.headers, b"etag")
+                elif isinstance(event, h11.Data):
+                    chunks.append(bytes(event.data))
+                elif isinstance(event, h11.EndOfMessage):
+                    etag = _header(event.headers, b"etag") or etag
+                    break
+                elif event is h11.PAUSED or isinstance(event, h11.ConnectionClosed):
+                    break
+        except (OSError, h11.ProtocolError) as exc:
+            raise CaddyError(f"cannot reach Caddy's admin API at {self.admin_url}: {exc}") from None
+        finally:
+            sock.close()
+        body = b"".join(chunks)
+        if status >= 400:
+            text = body.decode(errors="replace").strip()
+            raise CaddyError(f"Caddy refused GET {path} (HTTP {status}): {text}", status=status, caddy_message=text)
+        return body, etag
 
     def load(self, config: dict[str, Any]) -> None:
         """Replace the whole config (no concurrency guard; prefer `replace`)."""
@@ -108,6 +165,13 @@ class CaddyAdmin:
             content=json.dumps(config),
             headers={"Content-Type": "application/json", "If-Match": etag},
         )
+
+
+def _header(headers: Any, name: bytes) -> str | None:
+    for key, value in headers:
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
 
 
 def _error_text(response: httpx.Response) -> str:

@@ -7,6 +7,7 @@ unchanged revision costs a hash, not a plan.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -26,7 +27,7 @@ class Rendered:
     listeners: tuple[Listener, ...]
     specs: dict[str, Any] = field(default_factory=dict)  # "Kind/name" -> spec as written (references unresolved)
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> str:
         return fingerprint(self.caddy_owned, self.nginx_files)
 
