@@ -29,6 +29,7 @@ unit: bootstrap
 
 bench: bootstrap
 	$(PY) bench/validate.py
+	$(PY) bench/apply.py
 
 schemas: bootstrap
 	$(VENV)/bin/hecate-agent schema --output schemas
