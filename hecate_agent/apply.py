@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import json
 import os
 import time
 from collections.abc import Iterator, Mapping
@@ -22,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hecate_agent import __version__
 from hecate_agent.errors import HecateError
 from hecate_agent.plan import Plan, caddy_resources, make_plan, nginx_resources
 from hecate_agent.proxies import sockets
@@ -531,43 +529,9 @@ def _history(
 
 
 def write_status(node: Node, last_attempt: dict[str, Any]) -> None:
-    """`<stateDir>/status.json` in the DESIGN.md shape."""
-    last = node.store.last_applied()
-    outcome = last_attempt.get("outcome")
-    suspended = node.store.suspension()
-    phase = {"applied": "Synced", "noop": "Synced", "rolled_back": "Degraded", "refused": "OutOfSync"}.get(
-        str(outcome), "Failed"
-    )
-    if suspended:
-        phase = "Suspended"
-    status: dict[str, Any] = {
-        "node": node.settings.node.name,
-        "agentVersion": __version__,
-        "phase": phase,
-        "desiredRevision": last_attempt.get("revision"),
-        "appliedRevision": last.revision if last else None,
-        "lastAttempt": {
-            "revision": last_attempt.get("revision"),
-            "at": last_attempt.get("at"),
-            "outcome": outcome,
-            "error": last_attempt.get("error"),
-        },
-        "drift": {"detected": False, "at": None, "resources": []},
-        "components": {
-            "caddy": {"healthy": outcome in ("applied", "noop"), "adminUrl": node.settings.caddy.admin_url},
-            "nginx": {"healthy": outcome in ("applied", "noop"), "enabled": node.nginx is not None},
-        },
-        "suspended": suspended,
-        "updatedAt": utc_now(),
-    }
-    try:
-        from hecate_agent.state import write_atomic
+    from hecate_agent.status import update_status
 
-        write_atomic(
-            node.store.root / "status.json", (json.dumps(status, indent=2, sort_keys=True) + "\n").encode(), 0o644
-        )
-    except OSError:
-        pass
+    update_status(node.store, node.settings.node.name, last_attempt=last_attempt)
 
 
 def recover(node: Node) -> str | None:

@@ -96,7 +96,7 @@ def _print_plan(plan: Any, output_format: str) -> None:
 
 
 def register(cli: click.Group) -> None:
-    for command in (plan, apply, status, history, rollback, suspend, resume):
+    for command in (plan, apply, run, status, history, rollback, suspend, resume):
         cli.add_command(command)
 
 
@@ -140,10 +140,13 @@ def _offline_plan(path: Path, against: str, output_format: str) -> None:
         fail(f"{path} is not inside a Git work tree, so --against {against} has nothing to compare with")
     top, inside = found
     try:
-        base_files = git.read_tree(top, against, inside)
+        base_files, base_problems = git.read_tree(top, against, inside)
     except git.GitError as exc:
         fail(str(exc))
     base = load_specs(base_files)
+    base.problems = sorted(base_problems + base.problems)
+    if base.problems:
+        base.state = None
     if base.state is None:
         sys.stderr.write(render_text(base.problems, base.counts, f"{against}"))
         fail(f"the specs at {against} do not validate, so there is no base to compare with")
@@ -243,6 +246,22 @@ def apply(ctx: click.Context, target: Path | None, yes: bool, allow_mass_delete:
 
 
 @click.command()
+@click.pass_context
+def run(ctx: click.Context) -> None:
+    """Run the agent: follow the source, apply, heal drift, serve /healthz /readyz /status /metrics."""
+    from hecate_agent.daemon import run as run_daemon
+    from hecate_agent.errors import HecateError
+    from hecate_agent.settings import SettingsError
+
+    try:
+        sys.exit(run_daemon(ctx.find_root().obj))
+    except SettingsError as exc:
+        fail(f"invalid agent settings:\n{exc}")
+    except HecateError as exc:
+        fail(str(exc))
+
+
+@click.command()
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text")
 @click.pass_context
 def status(ctx: click.Context, output_format: str) -> None:
@@ -252,16 +271,10 @@ def status(ctx: click.Context, output_format: str) -> None:
     if not path.exists():
         fail(f"no status yet ({path} does not exist): nothing was applied on this node")
     from hecate_agent.state import StateStore
+    from hecate_agent.status import update_status
 
-    data = json.loads(path.read_text())
-    # Suspension changes without an apply (suspend/resume), so it is read live.
-    data["suspended"] = StateStore(settings.state_dir).suspension()
-    if data["suspended"]:
-        data["phase"] = "Suspended"
-    elif data["phase"] == "Suspended":
-        data["phase"] = (
-            "Synced" if (data.get("lastAttempt") or {}).get("outcome") in ("applied", "noop") else "OutOfSync"
-        )
+    # Refresh what can change without an apply (suspend/resume), then show it.
+    data = update_status(StateStore(settings.state_dir), settings.node.name)
     if output_format == "json":
         click.echo(json.dumps(data, indent=2, sort_keys=True))
         return

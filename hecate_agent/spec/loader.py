@@ -136,11 +136,32 @@ class Locator:
         return doc.position_of(path, key=key)
 
 
-def load_specs(files: Sequence[SourceFile], limits: ReadLimits = DEFAULT_LIMITS) -> LoadResult:
+class ParseCache:
+    """Validated documents per file content: a daemon re-reading a big repository after a one-file
+    change parses and validates one file, not all of them."""
+
+    def __init__(self) -> None:
+        self._files: dict[tuple[str, bytes], tuple[list[Located[Any]], list[SpecProblem]]] = {}
+
+    def get(self, source: SourceFile) -> tuple[list[Located[Any]], list[SpecProblem]] | None:
+        return self._files.get((source.display, hashlib.sha1(source.data).digest()))
+
+    def put(self, source: SourceFile, outcome: tuple[list[Located[Any]], list[SpecProblem]]) -> None:
+        self._files[(source.display, hashlib.sha1(source.data).digest())] = outcome
+
+    def retain(self, files: Sequence[SourceFile]) -> None:
+        """Forget files that are no longer in the snapshot (bounded memory)."""
+        keep = {(f.display, hashlib.sha1(f.data).digest()) for f in files}
+        self._files = {k: v for k, v in self._files.items() if k in keep}
+
+
+def load_specs(
+    files: Sequence[SourceFile], limits: ReadLimits = DEFAULT_LIMITS, cache: ParseCache | None = None
+) -> LoadResult:
     """Parse and validate a whole snapshot into a `DesiredState`; never raises on bad input."""
     locator = Locator({f.display: f.data for f in files}, limits)
     config, config_file, problems = _load_config(files, limits, locator)
-    documents, more = validate_documents([f for f in files if f.path not in CONFIG_FILES], limits, locator)
+    documents, more = validate_documents([f for f in files if f.path not in CONFIG_FILES], limits, locator, cache)
     problems += more
     facts = [facts_of(d) for d in documents]
     problems += check_cross_references(facts, config, locator)
@@ -215,20 +236,29 @@ def count_kinds(facts: Sequence[Facts], config_file: str | None) -> dict[str, in
 
 
 def validate_documents(
-    files: Sequence[SourceFile], limits: ReadLimits, locator: Locator
+    files: Sequence[SourceFile], limits: ReadLimits, locator: Locator, cache: ParseCache | None = None
 ) -> tuple[list[Located[Any]], list[SpecProblem]]:
     """Parse and validate each spec file (not config.yaml) on its own."""
     documents: list[Located[Any]] = []
     problems: list[SpecProblem] = []
     for source in sorted(files, key=lambda f: f.path):
-        parsed = parse_yaml(source.display, source.data, limits)
-        problems.extend(parsed.problems)
-        for doc in parsed.documents:
-            if doc.value is None:
-                continue  # an empty document, e.g. after a trailing '---'
-            located = _validate_document(source.display, doc, locator, problems)
-            if located is not None:
-                documents.append(located)
+        cached = cache.get(source) if cache is not None else None
+        if cached is None:
+            file_documents: list[Located[Any]] = []
+            file_problems: list[SpecProblem] = []
+            parsed = parse_yaml(source.display, source.data, limits)
+            file_problems.extend(parsed.problems)
+            for doc in parsed.documents:
+                if doc.value is None:
+                    continue  # an empty document, e.g. after a trailing '---'
+                located = _validate_document(source.display, doc, locator, file_problems)
+                if located is not None:
+                    file_documents.append(located)
+            cached = (file_documents, file_problems)
+            if cache is not None:
+                cache.put(source, cached)
+        documents.extend(cached[0])
+        problems.extend(cached[1])
     return documents, problems
 
 

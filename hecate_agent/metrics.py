@@ -1,0 +1,44 @@
+"""Prometheus metrics of one agent, on a registry of its own (no global state, testable)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.reconciles = Counter(
+            "hecate_reconciles", "Reconciles by trigger and outcome.", ["trigger", "outcome"], registry=r
+        )
+        self.reconcile_seconds = Histogram(
+            "hecate_reconcile_duration_seconds",
+            "Time from trigger to outcome.",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+            registry=r,
+        )
+        self.fetch_seconds = Histogram(
+            "hecate_source_fetch_duration_seconds",
+            "Time to fetch the source.",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+        self.fetch_errors = Counter("hecate_source_fetch_errors", "Failed fetches of the source.", registry=r)
+        self.applied = Info("hecate_applied_revision", "The revision the proxies run.", registry=r)
+        self.drift = Gauge(
+            "hecate_drift_resources", "Resources whose live config differs from the applied one.", registry=r
+        )
+        self.last_success = Gauge(
+            "hecate_last_success_timestamp_seconds", "When a reconcile last succeeded.", registry=r
+        )
+        self.suspended = Gauge("hecate_suspended", "1 while automatic sync is suspended.", registry=r)
+        self.upstream_up = Gauge(
+            "hecate_stream_upstream_up",
+            "Agent-side TCP probe of a stream upstream (1 up, 0 down).",
+            ["stream", "upstream"],
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,103 @@
+"""The node's status document (DESIGN.md "Status"), kept in `<stateDir>/status.json`.
+
+One function updates it, from the CLI's applies and from the daemon alike: it
+reads the current document, changes what it is given, derives the phase, and
+writes it atomically (0644: status holds no secrets; errors are redacted before
+they get here).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+from hecate_agent import __version__
+from hecate_agent.state import StateStore, utc_now, write_atomic
+
+PHASES = ("Synced", "OutOfSync", "Progressing", "Degraded", "Failed", "Suspended")
+_OUTCOME_PHASE = {
+    "applied": "Synced",
+    "noop": "Synced",
+    "recovered": "Synced",
+    "rolled_back": "Degraded",
+    "refused": "OutOfSync",
+    "invalid": "OutOfSync",
+    "blocked": "OutOfSync",
+    "failed": "Failed",
+}
+
+
+def read_status(store: StateStore) -> dict[str, Any] | None:
+    try:
+        data = json.loads((store.root / "status.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def update_status(
+    store: StateStore,
+    node_name: str,
+    *,
+    last_attempt: dict[str, Any] | None = None,
+    desired_revision: str | None = None,
+    drift: dict[str, Any] | None = None,
+    components: dict[str, Any] | None = None,
+    source_error: str | None = None,
+    clear_source_error: bool = False,
+) -> dict[str, Any]:
+    current = read_status(store) or {}
+    last = store.last_applied()
+    status: dict[str, Any] = {
+        "node": node_name,
+        "agentVersion": __version__,
+        "desiredRevision": current.get("desiredRevision"),
+        "appliedRevision": last.revision if last else None,
+        "lastAttempt": current.get("lastAttempt"),
+        "drift": current.get("drift") or {"detected": False, "at": None, "resources": []},
+        "components": current.get("components") or {},
+        "sourceError": None if clear_source_error else current.get("sourceError"),
+    }
+    if last_attempt is not None:
+        status["lastAttempt"] = {
+            "revision": last_attempt.get("revision"),
+            "at": last_attempt.get("at") or utc_now(),
+            "outcome": last_attempt.get("outcome"),
+            "error": last_attempt.get("error"),
+        }
+    if desired_revision is not None:
+        status["desiredRevision"] = desired_revision
+    elif last_attempt is not None and last_attempt.get("revision"):
+        status["desiredRevision"] = last_attempt["revision"]
+    if drift is not None:
+        status["drift"] = drift
+    if components is not None:
+        status["components"] = {**status["components"], **components}
+    if source_error is not None:
+        status["sourceError"] = source_error
+    suspended = store.suspension()
+    status["suspended"] = suspended
+    status["phase"] = _phase(status, suspended)
+    status["updatedAt"] = utc_now()
+    # A full or read-only state dir must not stop the agent; /status still serves it.
+    with contextlib.suppress(OSError):
+        write_atomic(store.root / "status.json", (json.dumps(status, indent=2, sort_keys=True) + "\n").encode(), 0o644)
+    return status
+
+
+def _phase(status: dict[str, Any], suspended: dict[str, Any] | None) -> str:
+    if suspended:
+        return "Suspended"
+    if status.get("sourceError"):
+        return "Degraded"
+    outcome = (status.get("lastAttempt") or {}).get("outcome")
+    phase = _OUTCOME_PHASE.get(str(outcome), "Progressing")
+    if phase == "Synced" and (status.get("drift") or {}).get("detected"):
+        return "OutOfSync"
+    return phase
+
+
+def status_file(root: Path) -> Path:
+    return root / "status.json"

@@ -1,0 +1,240 @@
+"""`hecate-agent run` against a real Git remote, real Caddy and real Nginx."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import signal
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import PLAIN, Remote, app_route
+from tests.helpers import dump_yaml, route, write_repo
+from tests.support.http import http_get
+from tests.support.servers import wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def git_source(remote: Remote, **extra: object) -> dict:
+    return {"git": {"url": str(remote.bare), "branch": "main", "path": "specs", "interval": "1s", **extra}}
+
+
+def upstream_of(node) -> str | None:  # type: ignore[no-untyped-def]
+    reply = http_get(node.caddy.http_port, "app.example.com")
+    return reply.json()["upstream"] if reply.status == 200 else None
+
+
+def post(url: str, body: bytes, headers: dict[str, str]) -> int:
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def test_push_is_applied_by_polling_and_by_webhook(node, remote, upstreams, agent_factory) -> None:
+    a, b = upstreams
+    first = remote.commit({"specs/routes/app.yaml": app_route(a.dial)}, "first")
+    remote.push()
+    agent = agent_factory(source=git_source(remote, interval="1s"))
+    agent.start()
+    agent.wait_applied(first, timeout=15)
+    assert upstream_of(node) == "a"
+    notes = agent.notifications()
+    assert "READY=1" in notes and "WATCHDOG=1" in notes
+
+    second = remote.commit({"specs/routes/app.yaml": app_route(b.dial)}, "second")
+    remote.push()
+    waited = agent.wait_applied(second, timeout=5)
+    assert waited <= 1 + 1 + 1.5, waited  # interval + 1 s, plus the apply itself
+    assert upstream_of(node) == "b"
+
+    with urllib.request.urlopen(agent.url("/healthz"), timeout=5) as health:
+        assert health.status == 200
+    with urllib.request.urlopen(agent.url("/readyz"), timeout=5) as ready:
+        assert ready.status == 200
+    with urllib.request.urlopen(agent.url("/metrics"), timeout=5) as metrics:
+        text = metrics.read().decode()
+    assert "hecate_reconciles_total" in text and f'revision="{second}"' in text
+    with urllib.request.urlopen(agent.url("/status"), timeout=5) as status:
+        assert json.loads(status.read())["appliedRevision"] == second
+
+
+def test_webhook_triggers_an_immediate_fetch_and_bad_signatures_are_refused(node, remote, upstreams, agent_factory) -> None:
+    a, b = upstreams
+    first = remote.commit({"specs/routes/app.yaml": app_route(a.dial)}, "first")
+    remote.push()
+    agent = agent_factory(source=git_source(remote, interval="1h"))
+    agent.start()
+    agent.wait_applied(first, timeout=15)
+    second = remote.commit({"specs/routes/app.yaml": app_route(b.dial)}, "second")
+    remote.push()
+    body = json.dumps({"ref": "refs/heads/main"}).encode()
+    assert post(agent.url("/hooks/git"), body, {"X-Hub-Signature-256": "sha256=" + "0" * 64}) == 401
+    assert post(agent.url("/hooks/git"), body, {}) == 401
+    time.sleep(1.0)
+    assert agent.applied() == first  # nothing was fetched for the bad requests
+    signature = hmac.new(b"s3cret-webhook", body, hashlib.sha256).hexdigest()
+    started = time.monotonic()
+    assert post(agent.url("/hooks/git"), body, {"X-Hub-Signature-256": f"sha256={signature}"}) == 202
+    agent.wait_applied(second, timeout=5)
+    assert time.monotonic() - started < 1.0 + 0.5  # goal < 1 s; the slack covers a loaded CI machine
+    assert upstream_of(node) == "b"
+
+
+def test_invalid_commit_is_not_applied_then_a_fix_is(node, remote, upstreams, agent_factory) -> None:
+    a, b = upstreams
+    good = remote.commit({"specs/routes/app.yaml": app_route(a.dial)}, "good")
+    remote.push()
+    agent = agent_factory(source=git_source(remote))
+    agent.start()
+    agent.wait_applied(good, timeout=15)
+    bad = remote.commit({"specs/routes/app.yaml": app_route(b.dial, middleware=["gzip"])}, "bad")
+    remote.push()
+    assert wait_until(lambda: (agent.status().get("lastAttempt") or {}).get("revision") == bad, timeout=8)
+    attempt = agent.status()["lastAttempt"]
+    assert attempt["outcome"] == "invalid"
+    assert "specs/routes/app.yaml:" in attempt["error"] and "unknown middleware 'gzip'" in attempt["error"]
+    assert agent.status()["appliedRevision"] == good and upstream_of(node) == "a"
+    fixed = remote.commit({"specs/routes/app.yaml": app_route(b.dial)}, "fix")
+    remote.push()
+    agent.wait_applied(fixed, timeout=8)
+    assert upstream_of(node) == "b"
+
+
+def test_force_push_is_refused_unless_allowed(node, remote, upstreams, agent_factory) -> None:
+    a, b = upstreams
+    first = remote.commit({"specs/routes/app.yaml": app_route(a.dial)}, "first")
+    remote.push()
+    agent = agent_factory(source=git_source(remote))
+    agent.start()
+    agent.wait_applied(first, timeout=15)
+    from tests.e2e.conftest import git
+
+    git(remote.work, "checkout", "-q", "--orphan", "rewritten")
+    rewritten = remote.commit({"specs/routes/app.yaml": app_route(b.dial)}, "history rewritten")
+    git(remote.work, "push", "-q", "--force", "origin", "rewritten:main")
+    assert wait_until(lambda: (agent.status().get("lastAttempt") or {}).get("outcome") == "refused", timeout=8)
+    assert "force-pushed" in agent.status()["lastAttempt"]["error"]
+    assert agent.applied() == first and upstream_of(node) == "a"
+    agent.stop()
+    permissive = agent_factory(source=git_source(remote, allowForcePush=True))
+    permissive.start()
+    permissive.wait_applied(rewritten, timeout=15)
+    assert upstream_of(node) == "b"
+
+
+def test_drift_is_healed_or_only_reported(node, remote, upstreams, agent_factory) -> None:
+    a, _ = upstreams
+    first = remote.commit({"specs/routes/app.yaml": app_route(a.dial)}, "first")
+    remote.push()
+    agent = agent_factory(source=git_source(remote, interval="1h"))
+    agent.start()
+    agent.wait_applied(first, timeout=15)
+    with node.caddy.admin() as admin:  # Caddy restarted empty: only the admin block is left
+        admin.load({"admin": admin.get_config().config["admin"]})
+    assert wait_until(lambda: upstream_of_safe(node) == "a", timeout=2 + 3)
+    agent.stop()
+
+    reporter = agent_factory(source=git_source(remote, interval="1h"), sync={"selfHeal": False, "driftInterval": "1s"})
+    reporter.start()
+    notes: list[str] = []
+    assert wait_until(lambda: "READY=1" in notes or bool(notes.extend(reporter.notifications())), timeout=10)
+    with node.caddy.admin() as admin:
+        admin.load({"admin": admin.get_config().config["admin"]})
+    assert wait_until(lambda: reporter.status().get("drift", {}).get("detected") is True, timeout=6)
+    assert "Route/app" in reporter.status()["drift"]["resources"]
+    assert reporter.status()["phase"] == "OutOfSync"
+    time.sleep(1.5)
+    assert upstream_of_safe(node) is None  # reported, not healed
+
+
+def upstream_of_safe(node) -> str | None:  # type: ignore[no-untyped-def]
+    try:
+        return upstream_of(node)
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def test_unreachable_remote_degrades_and_recovers(node, remote, upstreams, agent_factory) -> None:
+    a, b = upstreams
+    first = remote.commit({"specs/routes/app.yaml": app_route(a.dial)}, "first")
+    remote.push()
+    agent = agent_factory(source=git_source(remote))
+    agent.start()
+    agent.wait_applied(first, timeout=15)
+    hidden = remote.bare.with_name("hidden.git")
+    remote.bare.rename(hidden)
+    assert wait_until(lambda: agent.status().get("phase") == "Degraded", timeout=8)
+    assert agent.status()["sourceError"]
+    assert upstream_of(node) == "a"  # proxies untouched
+    hidden.rename(remote.bare)
+    second = remote.commit({"specs/routes/app.yaml": app_route(b.dial)}, "second")
+    remote.push()
+    agent.wait_applied(second, timeout=20)  # backoff is capped; the fetch comes back
+    assert agent.status()["phase"] == "Synced"
+
+
+def test_directory_mode_applies_an_atomic_save_once(node, upstreams, agent_factory, tmp_path: Path) -> None:
+    a, b = upstreams
+    specs = write_repo(tmp_path / "specs", {"routes/app.yaml": app_route(a.dial)})
+    agent = agent_factory(source={"directory": str(specs)})
+    agent.start()
+    assert wait_until(lambda: upstream_of_safe(node) == "a" and agent.applied() is not None, timeout=15)
+    before = len(json.loads((node.state_dir / "history.json").read_text()))
+    temporary = specs / "routes" / ".app.yaml.swp"
+    temporary.write_text(app_route(b.dial))
+    started = time.monotonic()
+    temporary.replace(specs / "routes" / "app.yaml")  # how editors save
+    assert wait_until(lambda: upstream_of_safe(node) == "b", timeout=3)
+    assert time.monotonic() - started < 1.0 + 0.5
+    time.sleep(1.0)
+    history = json.loads((node.state_dir / "history.json").read_text())
+    assert [e["outcome"] for e in history[before:]] == ["applied"]  # once, not once per event
+
+
+def test_failed_verification_rolls_back_and_blocks(node, remote, upstreams, agent_factory) -> None:
+    a, _ = upstreams
+    first = remote.commit({"specs/routes/app.yaml": app_route(a.dial)}, "first")
+    remote.push()
+    agent = agent_factory(source=git_source(remote))
+    agent.start()
+    agent.wait_applied(first, timeout=15)
+    dead = dump_yaml({**route("app", "app.example.com", tls=PLAIN, upstreams=[{"dial": "127.0.0.1:9"}]),
+                      "metadata": {"name": "app", "labels": {"hecate.io/verify": "true"}}})
+    broken = remote.commit({"specs/routes/app.yaml": dead}, "points at a dead port")
+    remote.push()
+    assert wait_until(lambda: (agent.status().get("lastAttempt") or {}).get("outcome") == "rolled_back", timeout=25)
+    attempt = agent.status()["lastAttempt"]
+    assert attempt["revision"] == broken
+    assert attempt["outcome"] == "rolled_back" and "verification failed" in attempt["error"]
+    assert agent.applied() == first and upstream_of(node) == "a"
+    fixed = remote.commit({"specs/routes/app.yaml": app_route(a.dial, headers={"set": {"X-Fixed": "1"}})}, "fix")
+    remote.push()
+    agent.wait_applied(fixed, timeout=10)
+
+
+def test_sigterm_leaves_a_consistent_node_and_restart_resumes(node, remote, upstreams, agent_factory) -> None:
+    a, b = upstreams
+    first = remote.commit({"specs/routes/app.yaml": app_route(a.dial)}, "first")
+    remote.push()
+    agent = agent_factory(source=git_source(remote))
+    agent.start()
+    agent.wait_applied(first, timeout=15)
+    second = remote.commit({"specs/routes/app.yaml": app_route(b.dial)}, "second")
+    remote.push()
+    time.sleep(0.8)  # likely mid-fetch or mid-apply
+    assert agent.stop(signal.SIGTERM) == 0
+    assert "STOPPING=1" in agent.notifications()
+    assert not (node.state_dir / "journal.json").exists()
+    assert upstream_of(node) in ("a", "b")
+    agent.start()
+    agent.wait_applied(second, timeout=15)
+    assert upstream_of(node) == "b"

@@ -1,0 +1,78 @@
+"""Daemon building blocks without a daemon: sd_notify, log redaction, webhook signatures."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import json
+import socket
+from pathlib import Path
+
+from hecate_agent.logs import configure, get_logger
+from hecate_agent.sdnotify import Notifier
+
+
+def test_sd_notify_path_and_abstract_sockets(tmp_path: Path) -> None:
+    path = tmp_path / "notify"
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.bind(str(path))
+    notifier = Notifier({"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "8000000"})
+    assert notifier.watchdog_seconds == 8.0
+    assert notifier.ready("applied abc")
+    assert receiver.recv(1024) == b"READY=1\nSTATUS=applied abc"
+    assert notifier.watchdog() and receiver.recv(1024) == b"WATCHDOG=1"
+    receiver.close()
+    abstract = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    abstract.bind(f"\0hecate-test-{id(abstract)}")
+    assert Notifier({"NOTIFY_SOCKET": f"@hecate-test-{id(abstract)}"}).stopping()
+    assert abstract.recv(1024) == b"STOPPING=1"
+    abstract.close()
+    assert not Notifier({}).ready("x")  # not under systemd: a no-op
+
+
+def test_watchdog_for_another_pid_is_ignored() -> None:
+    assert Notifier({"WATCHDOG_USEC": "1000000", "WATCHDOG_PID": "1"}).watchdog_seconds is None
+
+
+def test_logs_are_json_with_priority_and_secrets_redacted() -> None:
+    stream = io.StringIO()
+    configure("info", stream, console=False)
+    log = get_logger("test")
+    log.error("fetch failed", vault_token="hvs.AAAAAAAAAAAAAAAAAAAAAAAAAAAA", detail="token hvs.BBBBBBBBBBBBBBBBBBBBBBBBBB used",
+              nested={"password": "p", "ok": 1})
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        secret_local = "hvs.CCCCCCCCCCCCCCCCCCCCCCCCCC"  # noqa: F841 - must not appear in the traceback
+        log.exception("crashed")
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("<3>{")
+    first = json.loads(lines[0][3:])
+    assert first["vault_token"] == "<redacted>" and "hvs." not in first["detail"]
+    assert first["nested"] == {"password": "<redacted>", "ok": 1}
+    assert "CCCC" not in stream.getvalue()
+    assert json.loads(lines[1][3:])["exception"][0]["exc_type"] == "ValueError"
+
+
+def test_webhook_signatures(tmp_path: Path) -> None:
+    from hecate_agent.daemon import Daemon
+
+    secret = tmp_path / "secret"
+    secret.write_text("topsecret\n")
+
+    class Fake:
+        class settings:  # noqa: N801
+            class http:  # noqa: N801
+                webhook_secret_file = secret
+
+    check = Daemon.check_webhook
+    body = b'{"ref":"refs/heads/main"}'
+    good = hmac.new(b"topsecret", body, hashlib.sha256).hexdigest()
+    assert check(Fake(), {"X-Hub-Signature-256": f"sha256={good}"}, body) is None  # type: ignore[arg-type]
+    assert check(Fake(), {"X-Hub-Signature-256": "sha256=00"}, body) == (401, "bad signature")  # type: ignore[arg-type]
+    assert check(Fake(), {"X-Gitea-Signature": good}, body) is None  # type: ignore[arg-type]
+    assert check(Fake(), {"X-Gitlab-Token": "topsecret"}, body) is None  # type: ignore[arg-type]
+    assert check(Fake(), {}, body) == (401, "missing signature")  # type: ignore[arg-type]
+    Fake.settings.http.webhook_secret_file = None  # type: ignore[assignment]
+    assert check(Fake(), {}, body)[0] == 404  # type: ignore[arg-type,index]
