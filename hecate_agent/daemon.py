@@ -130,6 +130,7 @@ class WorkerState:
     reconciles: int = 0
     ready: bool = False
     last_tick: float = field(default_factory=time.monotonic)
+    last_nginx_reload: float = -1e9
     stream_health: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
 
@@ -355,7 +356,7 @@ class Daemon:
             return "suspended"
         if revision in (self.state.invalid_revision, self.state.blocked_revision):
             return "blocked" if revision == self.state.blocked_revision else "invalid"
-        routine = set(trigger.split(",")) <= {"poll", "webhook", "file-change"}
+        routine = set(trigger.split(",")) <= {"poll", "webhook", "file-change", "paced"}
         if routine and revision == self._applied_revision():
             return "noop"  # an unchanged revision costs a fetch, not a plan; drift checks watch the live side
 
@@ -379,7 +380,14 @@ class Daemon:
                 recover(self.node)
                 previous = store.last_applied()
                 prepared = prepare(self.node, state, revision)
+                wait = self._reload_pacing(prepared)
+                if wait > 0:
+                    self.log.info("pacing nginx reloads", revision=revision, retry_in=round(wait, 2))
+                    threading.Timer(wait, self.trigger, args=("paced",)).start()
+                    return "paced"
                 result = apply_prepared(self.node, prepared, source=trigger)
+                if prepared.live.nginx_files != prepared.rendered.nginx_files:
+                    self.state.last_nginx_reload = time.monotonic()
                 self.log.info(
                     "apply",
                     revision=revision,
@@ -410,6 +418,13 @@ class Daemon:
         self.metrics.last_success.set(time.time())
         self._record_drift([])
         return result.outcome
+
+    def _reload_pacing(self, prepared: Any) -> float:
+        """Seconds to wait before this apply may reload Nginx again (0: go ahead)."""
+        if prepared.live.nginx_files == prepared.rendered.nginx_files:
+            return 0.0
+        due = self.state.last_nginx_reload + self.settings.nginx.min_reload_interval.seconds
+        return max(0.0, due - time.monotonic())
 
     def _undo(self, previous: Snapshot | None, revision: str, failed: list[str]) -> None:
         """Verification failed: put the previous last-known-good back and block the revision."""

@@ -87,6 +87,8 @@ class NginxAgentSettings(_Settings):
     pid_file: Path = Path("/run/nginx.pid")
     error_log: Path | None = Path("/var/log/nginx/error.log")
     enabled: bool = Field(default=True, description="False on nodes without Nginx: streams are then refused.")
+    # Every reload starts new workers and leaves the old ones draining their connections.
+    min_reload_interval: DurationField = Duration(5_000)
 
 
 class HttpSettings(_Settings):
