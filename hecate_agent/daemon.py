@@ -19,6 +19,7 @@ suspended, nothing is applied (drift is still reported).
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import functools
 import hashlib
 import hmac
@@ -664,6 +665,8 @@ def run(config_path: Path | None) -> int:
     from hecate_agent.logs import configure
 
     configure()
+    # `kill -USR1 <pid>` writes every thread's stack to the journal: what a wedged agent is waiting on.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     with contextlib.suppress(ImportError):
         from prometheus_client import disable_created_metrics
 

@@ -30,9 +30,12 @@ class Notifier:
             return False
         address = "\0" + self.address[1:] if self.address.startswith("@") else self.address
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            # Never block: a receiver that stops reading must not wedge the worker that pings
+            # the watchdog (libsystemd sends with MSG_DONTWAIT for the same reason).
+            sock.setblocking(False)
             try:
                 sock.connect(address)
-                sock.sendall("\n".join(fields).encode())
+                sock.send("\n".join(fields).encode())
             except OSError:
                 return False
         return True

@@ -1,10 +1,12 @@
-"""The quick start's main job: apply sample-repo/ to a local Caddy and Nginx and show traffic through them.
+"""The quick start's main job: the agent daemon syncs a Git repository made from sample-repo/ to a
+local Caddy and Nginx, traffic flows through them, and a new commit is picked up.
 
 Everything runs on loopback under build/demo/ (no Consul, no Vault, no network):
 stand-in backends and an Authentik-like outpost on 127.0.0.1:91xx-93xx and
 127.0.0.2, Caddy with its admin API on 127.0.0.1:20190 (HTTP 18080, HTTPS 18443,
 certificates from its internal CA), Nginx with the stream module on a private
-prefix. The agent is the real CLI with a generated agent.yaml.
+prefix, a bare Git repository as the remote. The agent is the real
+`hecate-agent run` with a generated agent.yaml.
 
     python scripts/demo.py
 """
@@ -13,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
+import hmac
 import http.client
 import json
 import os
@@ -25,6 +29,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -33,7 +38,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "build" / "demo"
 SAMPLE = ROOT / "sample-repo"
-ADMIN, HTTP, HTTPS = 20190, 18080, 18443
+ADMIN, HTTP, HTTPS, AGENT_HTTP = 20190, 18080, 18443, 19469
+WEBHOOK_SECRET = b"demo-webhook-secret"
 OUTPOST = 9000
 STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
 CLI = [sys.executable, "-m", "hecate_agent", "--config", str(WORK / "agent.yaml")]
@@ -136,7 +142,10 @@ stream {{
                   "reloadCommand": [*base, "-s", "reload"], "dumpCommand": [*base, "-T", "-q"],
                   "pidFile": str(prefix / "logs" / "nginx.pid"), "errorLog": str(prefix / "logs" / "error.log")},
         "stateDir": str(WORK / "state"),
+        "source": {"git": {"url": str(WORK / "git" / "config.git"), "branch": "main", "interval": "5s"}},
+        "http": {"listen": f"127.0.0.1:{AGENT_HTTP}", "webhookSecretFile": str(WORK / "webhook.secret")},
     }
+    (WORK / "webhook.secret").write_bytes(WEBHOOK_SECRET + b"\n")
     (WORK / "agent.yaml").write_text(json.dumps(settings, indent=2))
 
 
@@ -250,31 +259,112 @@ def show_traffic() -> bool:
     return ok
 
 
+def git(*args: str) -> str:
+    work = WORK / "git" / "work"
+    command = ["git", "-C", str(work), "-c", "user.email=demo@example.com", "-c", "user.name=demo", *args]
+    return subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def make_repository() -> str:
+    """A bare remote and a clone holding sample-repo, as a team's config repository would be."""
+    root = WORK / "git"
+    shutil.rmtree(root, ignore_errors=True)
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(root / "config.git")], check=True)
+    shutil.copytree(SAMPLE, root / "work")
+    subprocess.run(["git", "init", "-q", "-b", "main", str(root / "work")], check=True)
+    git("add", "-A")
+    git("commit", "-qm", "Initial config from sample-repo")
+    git("remote", "add", "origin", str(root / "config.git"))
+    git("push", "-q", "origin", "main")
+    return git("rev-parse", "HEAD")
+
+
+def agent_status() -> dict[str, Any]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{AGENT_HTTP}/status", timeout=2) as response:
+            return dict(json.loads(response.read()))
+    except (OSError, ValueError):
+        return {}
+
+
+def wait_applied(revision: str, timeout: float = 60) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if agent_status().get("appliedRevision") == revision:
+            return time.monotonic() - started
+        time.sleep(0.02)
+    sys.exit(f"demo: the agent did not apply {revision[:12]} within {timeout:.0f} s; see {WORK / 'agent.log'}")
+
+
+def push_a_change() -> tuple[str, float]:
+    """Commit a header change to the API route, push, ping the webhook; time until Caddy serves it."""
+    api = WORK / "git" / "work" / "routes" / "api.yaml"
+    api.write_text(api.read_text().replace("      X-Frame-Options: DENY\n", "      X-Frame-Options: DENY\n      X-Demo: picked-up\n", 1))
+    git("commit", "-qam", "api: add X-Demo header")
+    git("push", "-q", "origin", "main")
+    revision = git("rev-parse", "HEAD")
+    body = json.dumps({"ref": "refs/heads/main", "after": revision}).encode()
+    signature = hmac.new(WEBHOOK_SECRET, body, hashlib.sha256).hexdigest()
+    request = urllib.request.Request(f"http://127.0.0.1:{AGENT_HTTP}/hooks/git", data=body, method="POST",
+                                     headers={"X-Hub-Signature-256": f"sha256={signature}"})
+    started = time.monotonic()
+    urllib.request.urlopen(request, timeout=5).close()
+    wait_applied(revision)
+    return revision, time.monotonic() - started
+
+
 def main() -> None:
     argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
-    for tool in ("caddy", "nginx"):
+    for tool in ("caddy", "nginx", "git"):
         if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
             sys.exit(f"demo: {tool} is not installed; run ./scripts/bootstrap as root (it installs Debian's packages)")
     shutil.rmtree(WORK / "state", ignore_errors=True)
     write_configs()
+    first = make_repository()
     env = dict(os.environ, AUTHENTIK_OUTPOST_URL=f"http://127.0.0.1:{OUTPOST}", PATH=os.environ.get("PATH", "") + ":/usr/sbin")
+    ok = False
     with backends():
         processes = start_proxies()
+        log = open(WORK / "agent.log", "w")  # noqa: SIM115 - lives as long as the daemon
+        agent = subprocess.Popen([*CLI, "run"], env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            print(f"$ hecate-agent apply {SAMPLE.relative_to(ROOT)} --yes", flush=True)
-            applied = subprocess.run([*CLI, "apply", str(SAMPLE), "--yes"], env=env, check=False)
-            if applied.returncode != 0:
-                sys.exit(f"demo: apply failed (exit {applied.returncode})")
+            print(f"$ hecate-agent run   (source: {WORK.relative_to(ROOT) / 'git' / 'config.git'}, branch main)", flush=True)
+            seconds = wait_applied(first)
+            print(f"  applied {first[:12]} (sample-repo) {seconds:.2f} s after start")
             time.sleep(0.5)  # the internal CA issues certificates in the background
             ok = show_traffic()
-            print(f"\n$ hecate-agent plan {SAMPLE.relative_to(ROOT)}", flush=True)
-            again = subprocess.run([*CLI, "plan", str(SAMPLE)], env=env, check=False, capture_output=True, text=True)
-            print(again.stdout.strip().splitlines()[-1])
-            print(f"\nState, snapshots and history: {WORK / 'state'}")
+            revision, latency = push_a_change()
+            print("\n$ git commit -am 'api: add X-Demo header' && git push   (+ webhook)")
+            print(f"  picked up {revision[:12]} and serving it {latency * 1000:.0f} ms after the webhook")
+            ok &= demo_header_served()
+            print("\n$ hecate-agent plan   (against the live proxies)", flush=True)
+            again = subprocess.run([*CLI, "plan", str(WORK / "git" / "work")], env=env, check=False,
+                                   capture_output=True, text=True)
+            print("  " + again.stdout.strip().splitlines()[-1])
+            ok &= again.returncode == 0
+            current = agent_status()
+            print(f"\nStatus: phase {current.get('phase')}, applied {str(current.get('appliedRevision'))[:12]}; "
+                  f"agent log: {WORK.relative_to(ROOT) / 'agent.log'}")
             print(f"  try: .venv/bin/hecate-agent --config {WORK.relative_to(ROOT) / 'agent.yaml'} history")
         finally:
+            agent.send_signal(signal.SIGTERM)
+            try:
+                agent.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                agent.kill()
             stop(processes)
-    sys.exit(0 if ok and again.returncode == 0 else 1)
+    sys.exit(0 if ok else 1)
+
+
+def demo_header_served() -> bool:
+    context = ssl.create_default_context(cafile=str(WORK / "caddy" / "caddy" / "pki" / "authorities" / "local" / "root.crt"))
+    conn = http.client.HTTPConnection("api.example.com", HTTPS, timeout=10)
+    conn.sock = context.wrap_socket(socket.create_connection(("127.0.0.1", HTTPS), timeout=10),
+                                    server_hostname="api.example.com")
+    conn.request("GET", "/", headers={"Host": "api.example.com"})
+    response = conn.getresponse()
+    response.read()
+    return response.getheader("X-Demo") == "picked-up"
 
 
 if __name__ == "__main__":

@@ -76,3 +76,17 @@ def test_webhook_signatures(tmp_path: Path) -> None:
     assert check(Fake(), {}, body) == (401, "missing signature")  # type: ignore[arg-type]
     Fake.settings.http.webhook_secret_file = None  # type: ignore[assignment]
     assert check(Fake(), {}, body)[0] == 404  # type: ignore[arg-type,index]
+
+
+def test_a_full_notify_socket_never_blocks(tmp_path: Path) -> None:
+    import time
+
+    path = tmp_path / "notify"
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.bind(str(path))  # never read: its queue fills up
+    notifier = Notifier({"NOTIFY_SOCKET": str(path)})
+    started = time.monotonic()
+    results = [notifier.watchdog() for _ in range(5000)]
+    assert time.monotonic() - started < 5
+    assert results[0] and not results[-1]  # dropped once full, instead of hanging
+    receiver.close()
