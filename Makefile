@@ -8,7 +8,7 @@ SPECS ?= sample-repo
 bootstrap:
 	@./scripts/bootstrap
 
-## The agent's main job: apply sample-repo/ to a local Caddy and Nginx on loopback and show traffic through them.
+## The agent's main job: the daemon syncs a Git repo made from sample-repo/ to a local Caddy and Nginx (loopback).
 demo: bootstrap
 	$(VENV)/bin/hecate-agent validate $(SPECS)
 	$(PY) scripts/demo.py
@@ -30,6 +30,7 @@ unit: bootstrap
 bench: bootstrap
 	$(PY) bench/validate.py
 	$(PY) bench/apply.py
+	$(PY) bench/convergence.py
 
 schemas: bootstrap
 	$(VENV)/bin/hecate-agent schema --output schemas
