@@ -67,6 +67,7 @@ def run_mode(mode: str, commits: int, interval: str, root: Path, dial: str) -> l
     nginx.start()
     node = NodeUnderTest(root / "node", caddy, nginx)
     samples = []
+    agent: Agent | None = None
     try:
         if mode == "directory":
             specs = write_repo(root / "specs", {"routes/app.yaml": route_text(dial, 0)})
@@ -99,8 +100,9 @@ def run_mode(mode: str, commits: int, interval: str, root: Path, dial: str) -> l
                     urllib.request.urlopen(request, timeout=5).close()
             wait_for(node, value)
             samples.append(time.perf_counter() - started)
-        agent.stop()
     finally:
+        if agent is not None:
+            agent.stop()
         caddy.stop()
         nginx.stop()
     return samples

@@ -27,7 +27,7 @@ from hecate_agent.proxies import sockets
 from hecate_agent.proxies.caddy import CaddyAdmin, CaddyConflictError, CaddyError, LiveConfig
 from hecate_agent.proxies.nginx import NginxError, NginxSettings, NginxStreams
 from hecate_agent.render.bundle import Rendered, fingerprint, render_all
-from hecate_agent.render.caddy import ID_PREFIX, CaddyCapabilities, CaddySettings, merge
+from hecate_agent.render.caddy import ID_PREFIX, CaddyCapabilities, CaddySettings, merge, parse_listen
 from hecate_agent.render.nginx import Listener
 from hecate_agent.settings import AgentSettings
 from hecate_agent.spec.loader import DesiredState
@@ -300,11 +300,10 @@ def caddy_port_conflicts(live: Mapping[str, Any], merged: Mapping[str, Any], set
     new = _caddy_listen_keys(merged) - _caddy_listen_keys(live)
     problems = []
     for address in sorted(new):
-        host, _, port = address.rpartition(":")
-        if not port.isdigit():
+        host, port = parse_listen(address)
+        if port is None:
             continue
-        host = host.strip("[]") or "0.0.0.0"
-        if not sockets.can_bind("tcp", host, int(port)):
+        if not sockets.can_bind("tcp", host or "0.0.0.0", port):
             problems.append(
                 f"Caddy listener {address} is already in use by another process; free it or change "
                 "caddy.httpListen / caddy.httpsListen"

@@ -7,9 +7,11 @@ or nothing to do / 1 failed and rolled back / 3 failed and the rollback failed.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -93,6 +95,26 @@ def _print_plan(plan: Any, output_format: str) -> None:
         sys.stdout.write(render_text(plan, colour=sys.stdout.isatty() and "NO_COLOR" not in os.environ))
     else:
         sys.stdout.write(RENDERERS[output_format](plan))
+
+
+@contextlib.contextmanager
+def _apply_exit_codes(node: Node) -> Iterator[None]:
+    """What apply and rollback tell the operator when the transaction fails, and the exit code."""
+    from hecate_agent.apply import ApplyError, RollbackError
+    from hecate_agent.errors import HecateError
+
+    try:
+        yield
+    except RollbackError as exc:
+        fail(
+            f"{exc}\nThe node may be half-applied: check Caddy and Nginx before anything else.", RollbackError.exit_code
+        )
+    except ApplyError as exc:
+        fail(f"{exc}\nEverything was put back as it was.", ApplyError.exit_code)
+    except HecateError as exc:
+        fail(str(exc))
+    finally:
+        node.close()
 
 
 def register(cli: click.Group) -> None:
@@ -190,8 +212,7 @@ def _load_saved_plan(path: Path) -> dict[str, Any] | None:
 @click.pass_context
 def apply(ctx: click.Context, target: Path | None, yes: bool, allow_mass_delete: bool, output_format: str) -> None:
     """Apply PATH (a spec folder) or a plan saved with `plan --out`. Exit 0 / 1 rolled back / 3 rollback failed."""
-    from hecate_agent.apply import ApplyError, Node, RollbackError, apply_prepared, recover
-    from hecate_agent.errors import HecateError
+    from hecate_agent.apply import Node, apply_prepared, recover
     from hecate_agent.spec.loader import SourceFile
 
     settings = _settings(ctx)
@@ -202,47 +223,35 @@ def apply(ctx: click.Context, target: Path | None, yes: bool, allow_mass_delete:
     else:
         files, revision = _read_specs(_specs_path(target, settings))
     node = Node.from_settings(settings)
-    try:
-        with node.store.lock():
-            recovered = recover(node)
-            if recovered:
-                click.echo(f"Resolved an interrupted apply: {recovered}.", err=True)
-            prepared = _prepare(node, files, revision)
-            if saved is not None:
-                if prepared.rendered.fingerprint != saved["desiredFingerprint"]:
-                    fail(
-                        "the saved plan renders differently on this node now "
-                        "(settings or environment changed); plan again"
-                    )
-                if prepared.live.fingerprint != saved["liveFingerprint"]:
-                    fail("the live proxies changed since the plan was made; the saved plan is stale, plan again")
-            _print_plan(prepared.plan, output_format)
-            if node.store.suspension():
-                click.echo("Note: automatic sync is suspended on this node; this manual apply goes ahead.", err=True)
-            if (
-                not prepared.plan.has_changes
-                and prepared.last
-                and prepared.last.fingerprint == prepared.rendered.fingerprint
-            ):
-                apply_prepared(node, prepared, source="cli")
-                click.echo("Nothing to do.")
-                return
-            if not yes and saved is None:
-                if not sys.stdin.isatty():
-                    fail("refusing to apply without confirmation: no terminal to ask on. Pass --yes")
-                click.confirm("Apply these changes to this node?", abort=True)
-            result = apply_prepared(node, prepared, allow_mass_delete=allow_mass_delete, source="cli")
-            click.echo(f"Applied {result.revision} in {result.seconds:.2f} s ({', '.join(result.steps) or 'no-op'}).")
-    except RollbackError as exc:
-        fail(
-            f"{exc}\nThe node may be half-applied: check Caddy and Nginx before anything else.", RollbackError.exit_code
-        )
-    except ApplyError as exc:
-        fail(f"{exc}\nEverything was put back as it was.", ApplyError.exit_code)
-    except HecateError as exc:
-        fail(str(exc))
-    finally:
-        node.close()
+    with _apply_exit_codes(node), node.store.lock():
+        recovered = recover(node)
+        if recovered:
+            click.echo(f"Resolved an interrupted apply: {recovered}.", err=True)
+        prepared = _prepare(node, files, revision)
+        if saved is not None:
+            if prepared.rendered.fingerprint != saved["desiredFingerprint"]:
+                fail(
+                    "the saved plan renders differently on this node now (settings or environment changed); plan again"
+                )
+            if prepared.live.fingerprint != saved["liveFingerprint"]:
+                fail("the live proxies changed since the plan was made; the saved plan is stale, plan again")
+        _print_plan(prepared.plan, output_format)
+        if node.store.suspension():
+            click.echo("Note: automatic sync is suspended on this node; this manual apply goes ahead.", err=True)
+        if (
+            not prepared.plan.has_changes
+            and prepared.last
+            and prepared.last.fingerprint == prepared.rendered.fingerprint
+        ):
+            apply_prepared(node, prepared, source="cli")
+            click.echo("Nothing to do.")
+            return
+        if not yes and saved is None:
+            if not sys.stdin.isatty():
+                fail("refusing to apply without confirmation: no terminal to ask on. Pass --yes")
+            click.confirm("Apply these changes to this node?", abort=True)
+        result = apply_prepared(node, prepared, allow_mass_delete=allow_mass_delete, source="cli")
+        click.echo(f"Applied {result.revision} in {result.seconds:.2f} s ({', '.join(result.steps) or 'no-op'}).")
 
 
 @click.command()
@@ -317,45 +326,33 @@ def history(ctx: click.Context, limit: int) -> None:
 def rollback(ctx: click.Context, revision: str | None, previous: bool, yes: bool) -> None:
     """Re-apply a stored snapshot (REV or --previous) and suspend automatic sync."""
     from hecate_agent.apply import (
-        ApplyError,
-        RollbackError,
         apply_prepared,
         prepare_rendered,
         recover,
         snapshot_rendered,
     )
-    from hecate_agent.errors import HecateError
 
     if (revision is None) == (not previous):
         fail("give a revision or --previous (not both)")
     node = _node(ctx)
-    try:
-        with node.store.lock():
-            recover(node)
-            snapshot = node.store.find(revision, previous=previous)
-            if snapshot is None:
-                known = ", ".join(s.revision for s in node.store.snapshots()) or "none"
-                fail(f"no stored snapshot for {revision or 'the previous revision'} (stored: {known})")
-            prepared = prepare_rendered(node, snapshot_rendered(snapshot, node.caddy_settings))
-            _print_plan(prepared.plan, "text")
-            if not yes:
-                if not sys.stdin.isatty():
-                    fail("refusing to roll back without confirmation: no terminal to ask on. Pass --yes")
-                click.confirm(f"Roll this node back to {snapshot.revision}?", abort=True)
-            result = apply_prepared(node, prepared, allow_mass_delete=True, source="rollback")
-            node.store.suspend(f"rolled back to {snapshot.revision}", by="rollback")
-            click.echo(
-                f"Rolled back to {snapshot.revision} ({result.outcome}). Automatic sync is suspended: "
-                "run `hecate-agent resume` once the config repository is fixed."
-            )
-    except RollbackError as exc:
-        fail(str(exc), RollbackError.exit_code)
-    except ApplyError as exc:
-        fail(f"{exc}\nEverything was put back as it was.", ApplyError.exit_code)
-    except HecateError as exc:
-        fail(str(exc))
-    finally:
-        node.close()
+    with _apply_exit_codes(node), node.store.lock():
+        recover(node)
+        snapshot = node.store.find(revision, previous=previous)
+        if snapshot is None:
+            known = ", ".join(s.revision for s in node.store.snapshots()) or "none"
+            fail(f"no stored snapshot for {revision or 'the previous revision'} (stored: {known})")
+        prepared = prepare_rendered(node, snapshot_rendered(snapshot, node.caddy_settings))
+        _print_plan(prepared.plan, "text")
+        if not yes:
+            if not sys.stdin.isatty():
+                fail("refusing to roll back without confirmation: no terminal to ask on. Pass --yes")
+            click.confirm(f"Roll this node back to {snapshot.revision}?", abort=True)
+        result = apply_prepared(node, prepared, allow_mass_delete=True, source="rollback")
+        node.store.suspend(f"rolled back to {snapshot.revision}", by="rollback")
+        click.echo(
+            f"Rolled back to {snapshot.revision} ({result.outcome}). Automatic sync is suspended: "
+            "run `hecate-agent resume` once the config repository is fixed."
+        )
 
 
 @click.command()

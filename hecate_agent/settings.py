@@ -15,7 +15,7 @@ import os
 import socket
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
@@ -98,6 +98,9 @@ class HttpSettings(_Settings):
 
 class SyncSettings(_Settings):
     drift_interval: DurationField = Duration(60_000)
+    # reject: an invalid revision changes nothing. quarantine: apply the valid files and keep the
+    # last good version of each invalid one, so one broken file does not hold back every team.
+    invalid_policy: Literal["reject", "quarantine"] = "reject"
     self_heal: bool = True
     max_delete_percent: int = Field(default=50, ge=0, le=100)
     history_limit: int = Field(default=10, ge=1, le=1000)
@@ -144,7 +147,7 @@ def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> list[tuple[s
                 target[key] = value
             else:
                 target = target.setdefault(key, {}) if isinstance(target.get(key, {}), dict) else {}
-                node = _inner_model(match[1].annotation) if match else None
+                node = model_inside(match[1].annotation) if match else None
         applied.append((variable, tuple(path)))
     return applied
 
@@ -152,10 +155,6 @@ def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> list[tuple[s
 def _camel_from_env(part: str) -> str:
     words = part.lower().split("_")
     return words[0] + "".join(w.capitalize() for w in words[1:])
-
-
-def _inner_model(annotation: Any) -> Any:
-    return model_inside(annotation)
 
 
 def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> AgentSettings:

@@ -62,6 +62,18 @@ def dump_yaml(*docs: Any) -> str:
     return buffer.getvalue()
 
 
+def desired_state(*docs: Any, global_config: dict[str, Any] | None = None) -> Any:
+    """A validated DesiredState from documents (one file each) and an optional config.yaml."""
+    from hecate_agent.spec.loader import SourceFile, load_specs
+
+    files = [SourceFile(f"specs/{i}.yaml", dump_yaml(d).encode()) for i, d in enumerate(docs)]
+    if global_config is not None:
+        files.append(SourceFile("config.yaml", dump_yaml(global_config).encode()))
+    result = load_specs(files)
+    assert result.state is not None, result.problems
+    return result.state
+
+
 def write_repo(root: Path, files: dict[str, str]) -> Path:
     for relative, text in files.items():
         target = root / relative

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hecate_agent.render.caddy import CaddyCapabilities, CaddySettings, RenderError, render_caddy
+from hecate_agent.render.caddy import CaddyCapabilities, CaddySettings, RenderError, parse_listen, render_caddy
 from hecate_agent.render.nginx import Listener, all_listeners, format_address, render_nginx
 from hecate_agent.spec.loader import DesiredState
 
@@ -84,12 +84,11 @@ def _caddy_sockets(settings: CaddySettings) -> list[tuple[str, str, int]]:
     """(protocol, host, port) Caddy binds: TCP on every listener, and UDP on HTTPS ones for HTTP/3."""
     found = []
     for listen, https in [(x, False) for x in settings.http_listen] + [(x, True) for x in settings.https_listen]:
-        host, _, port = listen.rpartition(":")
-        host = host.strip("[]") or "0.0.0.0"
-        if port.isdigit():
-            found.append(("tcp", host, int(port)))
+        host, port = parse_listen(listen)
+        if port is not None:
+            found.append(("tcp", host or "0.0.0.0", port))
             if https:
-                found.append(("udp", host, int(port)))
+                found.append(("udp", host or "0.0.0.0", port))
     return found
 
 

@@ -84,9 +84,14 @@ class CaddyCapabilities:
         return (int(match.group(1)), int(match.group(2))) >= (major, minor)
 
 
+def parse_listen(listen: str) -> tuple[str, int | None]:
+    """(host, port) of a listen address such as ':443', '127.0.0.1:8080' or '[::1]:80'; '' host = all."""
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]"), int(port) if port.isdigit() else None
+
+
 def _port_of(listen: str) -> int | None:
-    match = re.search(r":(\d+)$", listen)
-    return int(match.group(1)) if match else None
+    return parse_listen(listen)[1]
 
 
 def _upstream_counts(weights: list[int]) -> list[int]:

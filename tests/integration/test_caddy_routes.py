@@ -13,8 +13,8 @@ import pytest
 
 from hecate_agent.proxies.caddy import CaddyError
 from hecate_agent.render.caddy import RenderError, merge, render_caddy
-from hecate_agent.spec.loader import DesiredState, SourceFile, load_specs
-from tests.helpers import SAMPLE_REPO, auth_policy, config, dump_yaml, route
+from hecate_agent.spec.loader import DesiredState
+from tests.helpers import SAMPLE_REPO, auth_policy, config, desired_state, route
 from tests.support.caddy import CaddyInstance, caddy_capabilities
 from tests.support.http import FakeOutpost, OutpostServer, Upstream, http_get, https_get
 from tests.support.servers import serving, wait_until
@@ -25,12 +25,7 @@ PLAIN = {"autoHTTPS": False, "forceHTTPS": False}
 
 
 def state_of(*docs: dict, global_config: dict | None = None) -> DesiredState:
-    files = [SourceFile(f"specs/{i}.yaml", dump_yaml(d).encode()) for i, d in enumerate(docs)]
-    if global_config is not None:
-        files.append(SourceFile("config.yaml", dump_yaml(global_config).encode()))
-    result = load_specs(files)
-    assert result.state is not None, result.problems
-    return result.state
+    return desired_state(*docs, global_config=global_config)
 
 
 def who(reply) -> str:  # type: ignore[no-untyped-def]

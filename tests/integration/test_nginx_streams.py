@@ -12,18 +12,16 @@ import pytest
 
 from hecate_agent.proxies.nginx import NginxReloadError, NginxSetupError, NginxStreams, PortConflictError
 from hecate_agent.render.nginx import all_listeners, render_nginx
-from hecate_agent.spec.loader import DesiredState, SourceFile, load_specs
-from tests.helpers import SAMPLE_REPO, dump_yaml, stream
+from hecate_agent.spec.loader import DesiredState
+from tests.helpers import SAMPLE_REPO, desired_state, stream
 from tests.support.nginx import NginxInstance
 from tests.support.servers import TcpEcho, UdpEcho, free_port, serving, tcp_exchange, udp_exchange, wait_until
 
 pytestmark = pytest.mark.integration
 
 
-def state_of(*docs: dict) -> DesiredState:
-    result = load_specs([SourceFile(f"streams/{i}.yaml", dump_yaml(d).encode()) for i, d in enumerate(docs)])
-    assert result.state is not None, result.problems
-    return result.state
+def state_of(*docs: dict, global_config: dict | None = None) -> DesiredState:
+    return desired_state(*docs, global_config=global_config)
 
 
 def apply(nginx: NginxInstance, state: DesiredState, revision: str = "test") -> None:

@@ -8,16 +8,11 @@ from hecate_agent.plan import FieldChange, caddy_resources, json_diff, make_plan
 from hecate_agent.plan_report import render_json, render_markdown, render_text
 from hecate_agent.render.bundle import render_all, spec_documents
 from hecate_agent.render.caddy import CaddyCapabilities, CaddySettings
-from hecate_agent.spec.loader import SourceFile, load_specs
-from tests.helpers import auth_policy, config, dump_yaml, route
+from tests.helpers import auth_policy, config, desired_state, route
 
 
 def state(*docs):
-    files = [SourceFile(f"{i}.yaml", dump_yaml(d).encode()) for i, d in enumerate(docs)]
-    files.append(SourceFile("config.yaml", dump_yaml(config(authentik={"outpostUrl": "http://o:9000"})).encode()))
-    result = load_specs(files)
-    assert result.state is not None, result.problems
-    return result.state
+    return desired_state(*docs, global_config=config(authentik={"outpostUrl": "http://o:9000"}))
 
 
 def rendered(*docs):

@@ -22,19 +22,14 @@ from hecate_agent.render.caddy import (
     smooth_sequence,
     to_json,
 )
-from hecate_agent.spec.loader import DesiredState, SourceFile, load_specs
-from tests.helpers import SAMPLE_REPO, auth_policy, config, dump_yaml, route
+from hecate_agent.spec.loader import DesiredState
+from tests.helpers import SAMPLE_REPO, auth_policy, config, desired_state, route
 
 SETTINGS = CaddySettings()
 
 
 def state_of(*docs: dict, global_config: dict | None = None) -> DesiredState:
-    files = [SourceFile(f"{i}.yaml", dump_yaml(d).encode()) for i, d in enumerate(docs)]
-    if global_config is not None:
-        files.append(SourceFile("config.yaml", dump_yaml(global_config).encode()))
-    result = load_specs(files)
-    assert result.state is not None, result.problems
-    return result.state
+    return desired_state(*docs, global_config=global_config)
 
 
 def ids(node: Any) -> list[str]:
