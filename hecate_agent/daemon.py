@@ -55,13 +55,16 @@ from hecate_agent.errors import HecateError, SpecProblem
 from hecate_agent.logs import get_logger
 from hecate_agent.metrics import Metrics
 from hecate_agent.render.bundle import fingerprint
-from hecate_agent.render.caddy import RenderError
+from hecate_agent.render.caddy import RenderError, parse_listen
+from hecate_agent.render.nginx import listeners_of
 from hecate_agent.report import problem_line
 from hecate_agent.sdnotify import Notifier
 from hecate_agent.settings import AgentSettings, load_settings
 from hecate_agent.sources.directory import read_directory
 from hecate_agent.sources.git import ForcePushRefusedError, GitError, GitSource, UnsignedCommitError
 from hecate_agent.spec.loader import DesiredState, ParseCache, SourceFile, load_specs, snapshot_digest
+from hecate_agent.spec.models import PRESET_PORTS
+from hecate_agent.spec.types import Duration
 from hecate_agent.state import Snapshot, utc_now
 from hecate_agent.status import read_status, update_status
 
@@ -132,6 +135,7 @@ class WorkerState:
     ready: bool = False
     last_tick: float = field(default_factory=time.monotonic)
     last_nginx_reload: float = -1e9
+    good_files: dict[str, SourceFile] = field(default_factory=dict)  # of the last revision applied whole
     stream_health: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
 
@@ -365,14 +369,65 @@ class Daemon:
         result = load_specs(files, cache=self.cache)
         self.cache.retain(files)
         problems = sorted(problems + result.problems)
-        if problems or result.state is None:
-            self.state.invalid_revision = revision
-            shown = "; ".join(problem_line(p) for p in problems[:5])
-            more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-            self.log.error("invalid revision; not applied", revision=revision, problems=len(problems), first=shown)
-            update_status(store, name, last_attempt={"revision": revision, "outcome": "invalid", "error": shown + more})
-            return "invalid"
-        return self._apply(result.state, revision, trigger)
+        if not problems and result.state is not None:
+            outcome = self._apply(result.state, revision, trigger)
+            if outcome in ("applied", "noop"):
+                self.state.good_files = {f.display: f for f in files}
+                update_status(store, name, quarantined=[])
+            return outcome
+        shown = "; ".join(problem_line(p) for p in problems[:5])
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        if self.settings.sync.invalid_policy == "quarantine":
+            composed = self._quarantine(files, problems)
+            if composed is not None:
+                state, quarantined = composed
+                self.log.warning(
+                    "quarantined invalid files; applying the rest",
+                    revision=revision,
+                    quarantined=quarantined,
+                    first=shown,
+                )
+                outcome = self._apply(state, revision, trigger)
+                if outcome in ("applied", "noop"):
+                    details = [problem_line(p) for p in problems if p.file in quarantined][:20]
+                    update_status(
+                        store,
+                        name,
+                        quarantined=details,
+                        last_attempt={"revision": revision, "outcome": "quarantined", "error": shown + more},
+                    )
+                    return "quarantined"
+                return outcome
+        self.state.invalid_revision = revision
+        self.log.error("invalid revision; not applied", revision=revision, problems=len(problems), first=shown)
+        update_status(store, name, last_attempt={"revision": revision, "outcome": "invalid", "error": shown + more})
+        return "invalid"
+
+    def _quarantine(
+        self, files: list[SourceFile], problems: list[SpecProblem]
+    ) -> tuple[DesiredState, list[str]] | None:
+        """The revision with each invalid file replaced by its last good version (or left out when it
+        is new). Fixing one file can expose a conflict in another, so this narrows down a few times."""
+        good = self._good_files()
+        bad = {p.file for p in problems}
+        for _ in range(3):
+            kept = [f for f in files if f.display not in bad]
+            restored = [good[name] for name in sorted(bad) if name in good]
+            result = load_specs(kept + restored)
+            if result.state is not None and not result.problems:
+                return result.state, sorted(bad)
+            bad |= {p.file for p in result.problems}
+        return None
+
+    def _good_files(self) -> dict[str, SourceFile]:
+        if self.state.good_files:
+            return self.state.good_files
+        last = self.node.store.last_applied()
+        if last is not None and isinstance(self.source, GitSource):
+            with contextlib.suppress(GitError):
+                files, _ = self.source.snapshot(last.revision)  # after a restart: read it back from Git
+                self.state.good_files = {f.display: f for f in files}
+        return self.state.good_files
 
     def _apply(self, state: DesiredState, revision: str, trigger: str) -> str:
         store, name = self.node.store, self.settings.node.name
@@ -453,8 +508,6 @@ class Daemon:
                 problem = self._probe_route(located.doc)
                 if problem:
                     failures.append(f"Route/{located.name}: {problem}")
-        from hecate_agent.render.nginx import listeners_of
-
         for stream_doc in state.streams:
             if ("Stream", stream_doc.name) not in changed:
                 continue
@@ -475,13 +528,15 @@ class Daemon:
         listen = self.settings.caddy.https_listen if spec.tls.auto_https else self.settings.caddy.http_listen
         if not listen:
             return None
-        address, _, port = listen[0].rpartition(":")
-        address = address.strip("[]") or "127.0.0.1"
+        address, port = parse_listen(listen[0])
+        address = address or "127.0.0.1"
+        if port is None:
+            return None
         deadline = time.monotonic() + VERIFY_SECONDS  # a new backend may need a moment
         last = "no answer"
         while time.monotonic() < deadline:
             try:
-                sock = socket.create_connection((address, int(port)), timeout=3)
+                sock = socket.create_connection((address, port), timeout=3)
                 if spec.tls.auto_https:
                     context = ssl.create_default_context()
                     context.check_hostname = False
@@ -551,9 +606,6 @@ class Daemon:
             if not check or spec["spec"].get("protocol", "tcp") != "tcp":
                 continue
             previous = self.state.stream_health.get(name, {})
-            from hecate_agent.spec.models import PRESET_PORTS
-            from hecate_agent.spec.types import Duration
-
             timeout = Duration.parse(check["timeout"]).seconds
             interval = Duration.parse(check["interval"]).seconds
             ports = PRESET_PORTS.get(spec["spec"].get("preset") or "", ())
@@ -584,7 +636,7 @@ class Daemon:
     # --- HTTP -------------------------------------------------------------------------------------
 
     def _start_http(self) -> None:
-        host, _, port = self.settings.http.listen.rpartition(":")
+        host, port = parse_listen(self.settings.http.listen)
         daemon = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -632,10 +684,10 @@ class Daemon:
                 daemon.trigger("webhook")
                 self._send(202, b'{"accepted": true}')
 
-        address_family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         attributes = {"address_family": address_family, "daemon_threads": True}
         server_class = type("Server", (ThreadingHTTPServer,), attributes)
-        self.http = server_class((host.strip("[]") or "127.0.0.1", int(port)), Handler)
+        self.http = server_class((host or "127.0.0.1", port or 9469), Handler)
         threading.Thread(target=self.http.serve_forever, name="http", daemon=True).start()
         self.log.info("http endpoint", listen=self.settings.http.listen)
 

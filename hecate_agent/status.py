@@ -25,6 +25,7 @@ _OUTCOME_PHASE = {
     "refused": "OutOfSync",
     "invalid": "OutOfSync",
     "blocked": "OutOfSync",
+    "quarantined": "Degraded",
     "failed": "Failed",
 }
 
@@ -47,6 +48,7 @@ def update_status(
     components: dict[str, Any] | None = None,
     source_error: str | None = None,
     clear_source_error: bool = False,
+    quarantined: list[str] | None = None,
 ) -> dict[str, Any]:
     current = read_status(store) or {}
     last = store.last_applied()
@@ -59,7 +61,10 @@ def update_status(
         "drift": current.get("drift") or {"detected": False, "at": None, "resources": []},
         "components": current.get("components") or {},
         "sourceError": None if clear_source_error else current.get("sourceError"),
+        "quarantined": current.get("quarantined") or [],
     }
+    if quarantined is not None:
+        status["quarantined"] = quarantined
     if last_attempt is not None:
         status["lastAttempt"] = {
             "revision": last_attempt.get("revision"),

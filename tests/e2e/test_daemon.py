@@ -238,3 +238,29 @@ def test_sigterm_leaves_a_consistent_node_and_restart_resumes(node, remote, upst
     agent.start()
     agent.wait_applied(second, timeout=15)
     assert upstream_of(node) == "b"
+
+
+def test_quarantine_applies_the_valid_files_and_keeps_the_last_good_invalid_one(node, remote, upstreams, agent_factory) -> None:
+    a, b = upstreams
+    other = dump_yaml(route("other", "other.example.com", tls=PLAIN, upstreams=[{"dial": a.dial}]))
+    first = remote.commit({"specs/routes/app.yaml": app_route(a.dial), "specs/routes/other.yaml": other}, "first")
+    remote.push()
+    agent = agent_factory(source=git_source(remote), sync={"invalidPolicy": "quarantine"})
+    agent.start()
+    agent.wait_applied(first, timeout=15)
+    moved = dump_yaml(route("other", "other.example.com", tls=PLAIN, upstreams=[{"dial": b.dial}]))
+    mixed = remote.commit({"specs/routes/app.yaml": app_route(b.dial, middleware=["gzip"]),  # invalid
+                           "specs/routes/other.yaml": moved}, "one good change, one broken file")
+    remote.push()
+    assert wait_until(lambda: (agent.status().get("lastAttempt") or {}).get("outcome") == "quarantined", timeout=10)
+    assert agent.applied() == mixed
+    assert http_get(node.caddy.http_port, "other.example.com").json()["upstream"] == "b"  # the valid change
+    assert upstream_of(node) == "a"  # the invalid route keeps its last good version
+    status = agent.status()
+    assert status["phase"] == "Degraded" and status["lastAttempt"]["outcome"] == "quarantined"
+    assert any("specs/routes/app.yaml:" in q and "gzip" in q for q in status["quarantined"])
+    fixed = remote.commit({"specs/routes/app.yaml": app_route(b.dial)}, "fix")
+    remote.push()
+    agent.wait_applied(fixed, timeout=10)
+    assert wait_until(lambda: agent.status()["quarantined"] == [] and agent.status()["phase"] == "Synced", timeout=5)
+    assert upstream_of(node) == "b"
