@@ -264,3 +264,64 @@ def test_quarantine_applies_the_valid_files_and_keeps_the_last_good_invalid_one(
     agent.wait_applied(fixed, timeout=10)
     assert wait_until(lambda: agent.status()["quarantined"] == [] and agent.status()["phase"] == "Synced", timeout=5)
     assert upstream_of(node) == "b"
+
+
+def test_nginx_reloads_are_paced_and_sighup_reloads_settings(node, remote, upstreams, agent_factory) -> None:
+    from tests.helpers import stream
+    from tests.support.servers import TcpEcho, free_port, serving, tcp_exchange
+
+    echo = TcpEcho("echo")
+    with serving(echo):
+        ports = [free_port(), free_port()]
+
+        def stream_file(count: int) -> dict[str, str]:
+            return {f"specs/streams/s{i}.yaml": dump_yaml(stream(f"s{i}", port=None,
+                    listen={"address": "127.0.0.1", "port": ports[i]}, upstreams=[{"server": f"127.0.0.1:{echo.port}"}]))
+                    for i in range(count)}
+
+        first = remote.commit(stream_file(1), "one stream")
+        remote.push()
+        agent = agent_factory(source=git_source(remote, interval="1s"), nginx={"minReloadInterval": "4s"})
+        agent.start()
+        agent.wait_applied(first, timeout=15)
+        applied_at = time.monotonic()
+        second = remote.commit(stream_file(2), "a second stream right away")
+        remote.push()
+        waited = agent.wait_applied(second, timeout=15)
+        assert time.monotonic() - applied_at >= 3.5, "the second Nginx reload came sooner than minReloadInterval"
+        assert waited > 1.5
+        assert tcp_exchange(ports[1]) == b"echo:ping"
+        assert '"pacing nginx reloads"' in agent.log.read_text()
+
+        settings = json.loads(agent.config.read_text())
+        settings["sync"]["driftInterval"] = "3s"
+        agent.config.write_text(json.dumps(settings))
+        agent.process.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: '"settings reloaded"' in agent.log.read_text(), timeout=5)
+        assert agent.process.poll() is None
+
+
+def test_stream_upstreams_are_probed_by_the_agent(node, remote, agent_factory) -> None:
+    from tests.helpers import stream
+    from tests.support.servers import TcpEcho, free_port, serving
+
+    live, dead_port = TcpEcho("live"), free_port()
+    with serving(live):
+        doc = stream("db", port=None, listen={"address": "127.0.0.1", "port": free_port()},
+                     healthCheck={"interval": "1s", "timeout": "500ms", "unhealthyThreshold": 1},
+                     upstreams=[{"server": f"127.0.0.1:{live.port}"}, {"server": f"127.0.0.1:{dead_port}", "backup": True}])
+        first = remote.commit({"specs/streams/db.yaml": dump_yaml(doc)}, "db")
+        remote.push()
+        agent = agent_factory(source=git_source(remote))
+        agent.start()
+        agent.wait_applied(first, timeout=15)
+
+        def health() -> dict:
+            return (agent.status().get("components") or {}).get("streams", {}).get("db", {})
+
+        assert wait_until(lambda: len(health()) == 2, timeout=12)
+        assert health()[f"127.0.0.1:{live.port}"]["up"] is True
+        assert health()[f"127.0.0.1:{dead_port}"]["up"] is False
+        with urllib.request.urlopen(agent.url("/metrics"), timeout=5) as metrics:
+            text = metrics.read().decode()
+        assert f'hecate_stream_upstream_up{{stream="db",upstream="127.0.0.1:{dead_port}"}} 0.0' in text
