@@ -78,7 +78,7 @@ class Node:
     store: StateStore
     capabilities: CaddyCapabilities
     environment: Mapping[str, str]
-    _include_checked: bool = False
+    nginx_include_checked: bool = False  # `nginx -T` once per process, not per apply
 
     @classmethod
     def from_settings(
@@ -333,9 +333,9 @@ class Transaction:
             raise RefusedError("caddy preflight", "; ".join(conflicts))
         if nginx_needed and node.nginx is not None:
             try:
-                if rendered.listeners and not node._include_checked:
+                if rendered.listeners and not node.nginx_include_checked:
                     node.nginx.check_include()
-                    node._include_checked = True
+                    node.nginx_include_checked = True
                 node.nginx.preflight(rendered.listeners)
             except NginxError as exc:
                 raise RefusedError("nginx preflight", str(exc)) from None

@@ -321,16 +321,24 @@ class Daemon:
 
     def reconcile(self, trigger: str) -> str:
         started = time.monotonic()
-        outcome = self._reconcile(trigger)
+        try:
+            outcome = self._reconcile(trigger)
+        except Exception as exc:  # the daemon must survive anything; READY and metrics still follow
+            self.log.error("reconcile failed", error=str(exc), error_type=type(exc).__name__, trigger=trigger)
+            self._backoff()
+            outcome = "error"
         self.metrics.reconciles.labels(trigger=trigger.split(",", 1)[0], outcome=outcome).inc()
         self.metrics.reconcile_seconds.observe(time.monotonic() - started)
         self.state.reconciles += 1
-        if not self.state.ready and outcome in ("applied", "noop", "invalid", "blocked", "suspended"):
+        if not self.state.ready and outcome in ("applied", "noop", "invalid", "blocked", "suspended", "quarantined"):
             self.state.ready = True
-        if self.state.ready and self.state.reconciles == 1:
-            self.notifier.ready(f"{outcome}: {self._applied_revision() or 'nothing applied yet'}")
+        summary = f"{outcome}: {self._applied_revision() or 'nothing applied yet'}"
+        if self.state.reconciles == 1:
+            # systemd's READY means "started", whatever the first attempt found (an unreachable
+            # remote must not get the agent killed at TimeoutStartSec); /readyz tells traffic apart.
+            self.notifier.ready(summary)
         else:
-            self.notifier.status(f"{outcome}: {self._applied_revision() or '-'}")
+            self.notifier.status(summary)
         return outcome
 
     def _applied_revision(self) -> str | None:

@@ -325,3 +325,18 @@ def test_stream_upstreams_are_probed_by_the_agent(node, remote, agent_factory) -
         with urllib.request.urlopen(agent.url("/metrics"), timeout=5) as metrics:
             text = metrics.read().decode()
         assert f'hecate_stream_upstream_up{{stream="db",upstream="127.0.0.1:{dead_port}"}} 0.0' in text
+
+
+def test_ready_is_sent_even_when_the_first_fetch_fails(node, tmp_path: Path, agent_factory) -> None:
+    agent = agent_factory(source={"git": {"url": str(tmp_path / "missing.git"), "branch": "main", "interval": "1s"}})
+    agent.start()
+    notes: list[str] = []
+    assert wait_until(lambda: "READY=1" in notes or bool(notes.extend(agent.notifications())), timeout=10)
+    assert wait_until(lambda: agent.status().get("phase") == "Degraded", timeout=5)
+    try:
+        urllib.request.urlopen(agent.url("/readyz"), timeout=5)
+        raise AssertionError("/readyz must not be ready before anything was applied")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 503
+    with urllib.request.urlopen(agent.url("/healthz"), timeout=5) as health:
+        assert health.status == 200  # alive, just not ready
