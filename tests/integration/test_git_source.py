@@ -111,3 +111,88 @@ def test_a_thousand_polls_leave_files_processes_and_memory_flat(tmp_path: Path) 
     assert children() == kids == 0
     grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss
     assert grown_kib < 10 * 1024, f"max RSS grew by {grown_kib} KiB over 1,000 polls"
+
+
+class _SmartHttp:
+    """`git http-backend` behind Basic auth: a Git host that wants a token."""
+
+    def __init__(self, root: Path, token: str) -> None:
+        import base64
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        expected = "Basic " + base64.b64encode(f"x-access-token:{token}".encode()).decode()
+        self.seen_auth: list[str] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _serve(self) -> None:
+                auth = self.headers.get("Authorization", "")
+                outer.seen_auth.append(auth)
+                if auth != expected:
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="git"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                path, _, query = self.path.partition("?")
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                env = {"GIT_PROJECT_ROOT": str(root), "GIT_HTTP_EXPORT_ALL": "1", "PATH_INFO": path,
+                       "QUERY_STRING": query, "REQUEST_METHOD": self.command, "PATH": os.environ["PATH"],
+                       "CONTENT_TYPE": self.headers.get("Content-Type", ""), "CONTENT_LENGTH": str(len(body)),
+                       "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""), "REMOTE_USER": "agent"}
+                out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True, check=True).stdout
+                head, _, payload = out.partition(b"\r\n\r\n")
+                status = 200
+                headers = []
+                for line in head.decode().split("\r\n"):
+                    name, _, value = line.partition(": ")
+                    if name.lower() == "status":
+                        status = int(value.split()[0])
+                    elif name:
+                        headers.append((name, value))
+                self.send_response(status)
+                for name, value in headers:
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = _serve
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/remote.git"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_https_token_from_a_file_is_sent_as_a_header_and_never_leaks(tmp_path: Path) -> None:
+    from hecate_agent.sources.git import GitError
+
+    remote = Remote(tmp_path / "git")
+    tip = remote.commit({"specs/a.yaml": spec("a")}, "one")
+    remote.push()
+    token = "ghp_" + "T0ken" * 8
+    host = _SmartHttp(tmp_path / "git", token)
+    try:
+        good = tmp_path / "token"
+        good.write_text(token + "\n")
+        source = GitSource(host.url, "main", tmp_path / "mirror", path="specs", token_file=good)
+        assert source.fetch() == tip
+        assert source.snapshot(tip)[0][0].path == "a.yaml"
+        wrong = tmp_path / "wrong"
+        wrong.write_text("nope\n")
+        refused = GitSource(host.url, "main", tmp_path / "mirror2", path="specs", token_file=wrong)
+        with pytest.raises(GitError) as caught:
+            refused.fetch()
+        assert token not in str(caught.value) and "nope" not in str(caught.value)
+        config = (tmp_path / "mirror" / "config").read_text()
+        assert token not in config and "x-access-token" not in config  # never written to disk
+    finally:
+        host.close()
