@@ -86,7 +86,9 @@ class SpecModel(BaseModel):
 class Metadata(SpecModel):
     name: ResourceName = Field(description="Name of the resource, unique among resources of its kind.")
     labels: dict[LabelKey, LabelValue] = Field(
-        default_factory=dict, description="Free-form key/value labels; not interpreted by the agent."
+        default_factory=dict,
+        description='Free-form key/value labels. The agent reads one: hecate.io/verify: "true" on a Route '
+        "makes the daemon check after each change that it answers through Caddy (else it rolls back).",
     )
 
 
