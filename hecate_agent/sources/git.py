@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
+import shlex
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,7 +58,7 @@ def git_env(extra_config: list[tuple[str, str]] | None = None, ssh_key: Path | N
     env = {**os.environ, **BASE_ENV, **_config_env(pairs)}
     if ssh_key is not None:
         env["GIT_SSH_COMMAND"] = (
-            f"ssh -i {ssh_key} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes "
+            f"ssh -i {shlex.quote(str(ssh_key))} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes "
             "-o ConnectTimeout=15 -o ServerAliveInterval=15"
         )
     return env

@@ -196,3 +196,27 @@ def test_https_token_from_a_file_is_sent_as_a_header_and_never_leaks(tmp_path: P
         assert token not in config and "x-access-token" not in config  # never written to disk
     finally:
         host.close()
+
+
+def test_ssh_deploy_key_is_used_with_strict_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No SSH server here: a stand-in `ssh` on PATH records how git calls it and runs the remote
+    command locally, as sshd would. That shows the key and options the agent passes, end to end."""
+    remote = Remote(tmp_path / "git")
+    tip = remote.commit({"specs/a.yaml": spec("a")}, "one")
+    remote.push()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "ssh-calls"
+    fake = bin_dir / "ssh"
+    fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" >> {calls}\nfor last; do :; done\nexec sh -c "$last"\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    key = tmp_path / "deploy_key"
+    key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n(test)\n-----END OPENSSH PRIVATE KEY-----\n")
+    source = GitSource(f"ssh://git@git.example.test{remote.bare}", "main", tmp_path / "mirror", path="specs",
+                       ssh_key_file=key)
+    assert source.fetch() == tip
+    args = calls.read_text().splitlines()
+    for expected in ("-i", str(key), "IdentitiesOnly=yes", "BatchMode=yes", "StrictHostKeyChecking=yes"):
+        assert expected in args, (expected, args)
+    assert "git@git.example.test" in args
