@@ -272,9 +272,15 @@ def run(ctx: click.Context) -> None:
 
 @click.command()
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text")
+@click.option("--fleet", is_flag=True, help="Every node's status, from Consul.")
+@click.option("--wait-for", "wait_for", metavar="REV", help="With --fleet: wait until every node applied REV.")
+@click.option("--timeout", "timeout", default="10m", show_default=True, help="How long --wait-for waits.")
 @click.pass_context
-def status(ctx: click.Context, output_format: str) -> None:
-    """Where this node stands: phase, applied revision, last attempt."""
+def status(ctx: click.Context, output_format: str, fleet: bool, wait_for: str | None, timeout: str) -> None:
+    """Where this node stands (or, with --fleet, every node): phase, applied revision, last attempt."""
+    if fleet or wait_for:
+        _fleet_status(_settings(ctx), output_format, wait_for, timeout)
+        return
     settings = _settings(ctx)
     path = settings.state_dir / "status.json"
     if not path.exists():
@@ -296,6 +302,90 @@ def status(ctx: click.Context, output_format: str) -> None:
         click.echo(f"error:     {attempt['error']}")
     if data.get("suspended"):
         click.echo(f"suspended: {data['suspended'].get('reason')} (since {data['suspended'].get('at')})")
+
+
+FAILED_OUTCOMES = ("failed", "rolled_back", "invalid", "blocked", "refused")
+
+
+def _fleet_status(settings: AgentSettings, output_format: str, wait_for: str | None, timeout: str) -> None:
+    import time
+
+    from hecate_agent.consul_status import ConsulPublisher
+    from hecate_agent.spec.types import Duration
+
+    if settings.consul is None:
+        fail("the fleet view needs consul settings (consul.address) in agent.yaml")
+    reader = ConsulPublisher(
+        settings.consul.address,
+        settings.node.name,
+        prefix=settings.consul.prefix,
+        token_file=settings.consul.token_file,
+    )
+    try:
+        deadline = time.monotonic() + Duration.parse(timeout).seconds
+    except ValueError:
+        fail(f"--timeout {timeout!r} is not a duration such as 30s or 10m")
+    while True:
+        try:
+            nodes = reader.fleet()
+        except Exception as exc:  # Consul unreachable: say so plainly
+            fail(f"cannot read the fleet from Consul at {settings.consul.address}: {exc}")
+        if wait_for is None:
+            _print_fleet(nodes, output_format)
+            return
+        done = [n for n in nodes if str(n.get("appliedRevision") or "").startswith(wait_for)]
+        failed = [
+            n
+            for n in nodes
+            if str((n.get("lastAttempt") or {}).get("revision") or "").startswith(wait_for)
+            and (n.get("lastAttempt") or {}).get("outcome") in FAILED_OUTCOMES
+        ]
+        if failed:
+            _print_fleet(nodes, output_format)
+            fail(
+                f"{wait_for} failed on: "
+                + ", ".join(f"{n['node']} ({(n.get('lastAttempt') or {}).get('outcome')})" for n in failed)
+            )
+        if nodes and len(done) == len(nodes):
+            _print_fleet(nodes, output_format)
+            click.echo(f"All {len(nodes)} node(s) applied {wait_for}.")
+            return
+        if time.monotonic() > deadline:
+            _print_fleet(nodes, output_format)
+            laggards = [str(n.get("node")) for n in nodes if n not in done] or ["(no node reports at all)"]
+            fail(f"timed out waiting for {wait_for}; not there yet: {', '.join(laggards)}")
+        time.sleep(1.0)
+
+
+def _print_fleet(nodes: list[dict[str, Any]], output_format: str) -> None:
+    if output_format == "json":
+        click.echo(json.dumps(nodes, indent=2, sort_keys=True))
+        return
+    from datetime import UTC, datetime
+
+    rows = [("NODE", "PHASE", "APPLIED", "DESIRED", "LAST APPLY", "AGE", "ERROR")]
+    now = datetime.now(UTC)
+    for node in nodes:
+        attempt = node.get("lastAttempt") or {}
+        updated = node.get("updatedAt")
+        age = "-"
+        if updated:
+            seconds = (now - datetime.strptime(updated, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)).total_seconds()
+            age = f"{int(seconds)}s"
+        rows.append(
+            (
+                str(node.get("node")),
+                str(node.get("phase")),
+                str(node.get("appliedRevision") or "-")[:12],
+                str(node.get("desiredRevision") or "-")[:12],
+                f"{attempt.get('outcome') or '-'} {attempt.get('at') or ''}".strip(),
+                age,
+                str(attempt.get("error") or "")[:60],
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
 @click.command()

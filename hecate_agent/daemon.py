@@ -51,6 +51,7 @@ from hecate_agent.apply import (
     resources_of,
     snapshot_rendered,
 )
+from hecate_agent.consul_status import ConsulPublisher
 from hecate_agent.errors import HecateError, SpecProblem
 from hecate_agent.logs import get_logger
 from hecate_agent.metrics import Metrics
@@ -162,10 +163,31 @@ class Daemon:
         self.settings = load_settings(config_path, environ)
         self.node = self.node_factory(self.settings)
         self.source = make_source(self.settings)
+        self.consul = self._make_consul(self.settings)
         self.scheduler: BackgroundScheduler | None = None
         self.http: ThreadingHTTPServer | None = None
         self.worker: threading.Thread | None = None
         self.watcher: threading.Thread | None = None
+
+    @staticmethod
+    def _make_consul(settings: AgentSettings) -> ConsulPublisher | None:
+        if settings.consul is None:
+            return None
+        return ConsulPublisher(
+            settings.consul.address,
+            settings.node.name,
+            prefix=settings.consul.prefix,
+            token_file=settings.consul.token_file,
+            session_ttl=settings.consul.session_ttl.seconds,
+        )
+
+    def publish_status(self) -> None:
+        """Send the current status to Consul (the newest only; retried by the heartbeat)."""
+        if self.consul is None:
+            return
+        status = read_status(self.node.store)
+        if status is not None and not self.consul.publish(status):
+            self.metrics.consul_failures.inc()
 
     # --- triggers --------------------------------------------------------------------------
 
@@ -205,6 +227,8 @@ class Daemon:
         if self.http is not None:
             self.http.shutdown()
             self.http.server_close()
+        if self.consul is not None:
+            self.consul.close()  # the entry goes now, not after the session TTL
         self.node.close()
 
     def reload_settings(self) -> None:
@@ -212,6 +236,9 @@ class Daemon:
         node = self.node_factory(settings)
         self.node.close()
         self.settings, self.node, self.source = settings, node, make_source(settings)
+        if self.consul is not None:
+            self.consul.close()
+        self.consul = self._make_consul(settings)
         self.cache = ParseCache()
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
@@ -254,7 +281,8 @@ class Daemon:
             id="drift",
         )
         scheduler.add_job(self._probe_streams, "interval", seconds=5, id="stream-probes")
-        scheduler.add_job(self._heartbeat, "interval", seconds=30, id="heartbeat")
+        heartbeat = self.settings.consul.session_ttl.seconds / 3 if self.settings.consul else 30.0
+        scheduler.add_job(self._heartbeat, "interval", seconds=max(1.0, heartbeat), id="heartbeat")
         scheduler.start()
         self.scheduler = scheduler
 
@@ -332,6 +360,7 @@ class Daemon:
         self.state.reconciles += 1
         if not self.state.ready and outcome in ("applied", "noop", "invalid", "blocked", "suspended", "quarantined"):
             self.state.ready = True
+        self.publish_status()
         summary = f"{outcome}: {self._applied_revision() or 'nothing applied yet'}"
         if self.state.reconciles == 1:
             # systemd's READY means "started", whatever the first attempt found (an unreachable
@@ -639,7 +668,9 @@ class Daemon:
         update_status(self.node.store, self.settings.node.name, components={"streams": streams})
 
     def _heartbeat(self) -> None:
-        update_status(self.node.store, self.settings.node.name)
+        status = update_status(self.node.store, self.settings.node.name)
+        if self.consul is not None and not self.consul.heartbeat(status):
+            self.metrics.consul_failures.inc()
 
     # --- HTTP -------------------------------------------------------------------------------------
 

@@ -32,6 +32,9 @@ class Metrics:
         self.last_success = Gauge(
             "hecate_last_success_timestamp_seconds", "When a reconcile last succeeded.", registry=r
         )
+        self.consul_failures = Counter(
+            "hecate_consul_publish_failures", "Failed writes of status to Consul.", registry=r
+        )
         self.suspended = Gauge("hecate_suspended", "1 while automatic sync is suspended.", registry=r)
         self.upstream_up = Gauge(
             "hecate_stream_upstream_up",

@@ -106,6 +106,13 @@ class SyncSettings(_Settings):
     history_limit: int = Field(default=10, ge=1, le=1000)
 
 
+class ConsulSettings(_Settings):
+    address: str = Field(default="http://127.0.0.1:8500", pattern=r"^(https?://)?[A-Za-z0-9.\[\]:_-]+$")
+    token_file: Path | None = Field(default=None, description="ACL token, read from this file.")
+    prefix: str = Field(default="hecate", pattern=r"^[A-Za-z0-9_./-]+$")
+    session_ttl: DurationField = Field(default=Duration(30_000), description="A dead node's entry goes after this.")
+
+
 class AgentSettings(_Settings):
     node: NodeSettings = Field(default_factory=NodeSettings)
     source: SourceSettings = Field(default_factory=SourceSettings)
@@ -114,7 +121,7 @@ class AgentSettings(_Settings):
     state_dir: Path = Path("/var/lib/hecate-agent")
     http: HttpSettings = Field(default_factory=HttpSettings)
     sync: SyncSettings = Field(default_factory=SyncSettings)
-    consul: dict[str, Any] | None = None
+    consul: ConsulSettings | None = None
     vault: dict[str, Any] | None = None
     rollout: dict[str, Any] | None = None
 

@@ -340,3 +340,34 @@ def test_ready_is_sent_even_when_the_first_fetch_fails(node, tmp_path: Path, age
         assert exc.code == 503
     with urllib.request.urlopen(agent.url("/healthz"), timeout=5) as health:
         assert health.status == 200  # alive, just not ready
+
+
+def test_status_is_published_to_consul_and_goes_when_the_agent_dies(node, remote, upstreams, agent_factory) -> None:
+    from tests.support.consul_server import FakeConsul
+
+    a, _ = upstreams
+    consul_server = FakeConsul()
+    try:
+        first = remote.commit({"specs/routes/app.yaml": app_route(a.dial)}, "first")
+        remote.push()
+        agent = agent_factory(source=git_source(remote),
+                              consul={"address": f"http://127.0.0.1:{consul_server.port}", "sessionTtl": "10s"})
+        agent.start()
+        agent.wait_applied(first, timeout=15)
+        key = "hecate/nodes/test-node/status"
+
+        def published() -> dict:
+            entry = consul_server.state.kv.get(key)
+            import base64
+
+            return json.loads(base64.b64decode(entry["Value"])) if entry else {}
+
+        assert wait_until(lambda: published().get("appliedRevision") == first, timeout=5)
+        assert published()["phase"] == "Synced" and published()["node"] == "test-node"
+        assert wait_until(lambda: consul_server.state.checks.get("service:hecate-agent-test-node", {}).get("Status")
+                          == "passing", timeout=6)
+        agent.stop(signal.SIGKILL)  # no goodbye: only the session TTL can clear the entry
+        assert published()
+        assert wait_until(lambda: not published(), timeout=15, interval=0.5)
+    finally:
+        consul_server.close()

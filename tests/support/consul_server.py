@@ -1,0 +1,209 @@
+"""A small Consul HTTP API server for tests: the subset the agent uses, spoken over real HTTP.
+
+No licensed Consul build can be installed here, so the real `py-consul` client
+talks to this instead: KV with ModifyIndex, `?cas=`, `?acquire=`/`?release=`,
+`?recurse`; sessions with a TTL (expired sessions are invalidated and, with
+behavior `delete`, take their keys with them), renew and destroy; agent
+service registration with a TTL check and `check/pass`. Consul's semantics are
+followed where the agent depends on them; everything else answers 404.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+
+def _seconds(ttl: str) -> float:
+    return float(ttl[:-1]) if ttl.endswith("s") else float(ttl)
+
+
+class ConsulState:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.index = 1
+        self.kv: dict[str, dict[str, Any]] = {}
+        self.sessions: dict[str, dict[str, Any]] = {}
+        self.services: dict[str, dict[str, Any]] = {}
+        self.checks: dict[str, dict[str, Any]] = {}
+        self.requests = 0
+
+    def tick(self) -> int:
+        self.index += 1
+        return self.index
+
+    def expire(self) -> None:
+        now = time.monotonic()
+        for sid, session in list(self.sessions.items()):
+            if session["expires"] is not None and now > session["expires"]:
+                self.invalidate(sid)
+        for check in self.checks.values():
+            if check["deadline"] is not None and now > check["deadline"]:
+                check["Status"] = "critical"
+
+    def invalidate(self, sid: str) -> None:
+        session = self.sessions.pop(sid, None)
+        if session is None:
+            return
+        for key, entry in list(self.kv.items()):
+            if entry.get("Session") == sid:
+                if session["Behavior"] == "delete":
+                    del self.kv[key]
+                else:
+                    entry.pop("Session", None)
+                    entry["ModifyIndex"] = self.tick()
+
+
+class FakeConsul(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        self.state = ConsulState()
+        self.down = False
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self.thread.start()
+        self.stopped = threading.Event()
+        threading.Thread(target=self._reap, daemon=True).start()
+
+    def _reap(self) -> None:
+        """Sessions expire with time, as in Consul, not only when a request comes in."""
+        while not self.stopped.wait(0.2):
+            with self.state.lock:
+                self.state.expire()
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.shutdown()
+        self.server_close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: FakeConsul
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _reply(self, status: int, payload: Any, index: int | None = None) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        if index is not None:
+            self.send_header("X-Consul-Index", str(index))
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _handle(self) -> None:
+        if self.server.down:
+            self.close_connection = True
+            self.connection.close()  # as if nothing were listening
+            return
+        parts = urlsplit(self.path)
+        query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        state = self.server.state
+        with state.lock:
+            state.requests += 1
+            state.expire()
+            path = unquote(parts.path)
+            if path.startswith("/v1/kv/"):
+                self._kv(state, path[len("/v1/kv/") :], query, body)
+            elif path == "/v1/session/create":
+                self._session_create(state, body)
+            elif path.startswith("/v1/session/renew/"):
+                sid = path.rsplit("/", 1)[1]
+                session = state.sessions.get(sid)
+                if session is None:
+                    self._reply(404, f"Session id '{sid}' not found")
+                    return
+                session["expires"] = time.monotonic() + session["ttl"] if session["ttl"] else None
+                self._reply(200, [self._session_view(sid, session)])
+            elif path.startswith("/v1/session/destroy/"):
+                state.invalidate(path.rsplit("/", 1)[1])
+                self._reply(200, True)
+            elif path == "/v1/agent/service/register":
+                # Consul reads these keys case-insensitively (py-consul sends them lower-case).
+                service = {k.lower(): v for k, v in json.loads(body).items()}
+                service_id = service.get("id") or service["name"]
+                state.services[service_id] = service
+                checks = list(service.get("checks") or []) + ([service["check"]] if service.get("check") else [])
+                for check in ({k.lower(): v for k, v in c.items()} for c in checks):
+                    if "ttl" in check:
+                        check_id = check.get("checkid") or f"service:{service_id}"
+                        state.checks[check_id] = {"CheckID": check_id, "Status": "critical", "ttl": _seconds(check["ttl"]),
+                                                  "deadline": None, "ServiceID": service_id}
+                self._reply(200, None)
+            elif path.startswith("/v1/agent/check/pass/"):
+                check = state.checks.get(path.rsplit("/", 1)[1])
+                if check is None:
+                    self._reply(404, "unknown check")
+                    return
+                check["Status"] = "passing"
+                check["deadline"] = time.monotonic() + check["ttl"]
+                self._reply(200, None)
+            elif path == "/v1/agent/checks":
+                self._reply(200, {k: {"CheckID": k, "Status": v["Status"], "ServiceID": v["ServiceID"]}
+                                  for k, v in state.checks.items()})
+            else:
+                self._reply(404, "not implemented by the test server")
+
+    def _session_view(self, sid: str, session: dict[str, Any]) -> dict[str, Any]:
+        return {"ID": sid, "Name": session["Name"], "Behavior": session["Behavior"], "TTL": f"{session['ttl']}s"}
+
+    def _session_create(self, state: ConsulState, body: bytes) -> None:
+        spec = {k.lower(): v for k, v in json.loads(body or b"{}").items()}
+        sid = str(uuid.uuid4())
+        ttl = _seconds(spec["ttl"]) if spec.get("ttl") else 0.0
+        state.sessions[sid] = {"Name": spec.get("name", ""), "Behavior": spec.get("behavior", "release"),
+                               "ttl": ttl, "expires": time.monotonic() + ttl if ttl else None}
+        self._reply(200, {"ID": sid})
+
+    def _kv(self, state: ConsulState, key: str, query: dict[str, str], body: bytes) -> None:
+        if self.command == "GET":
+            if "recurse" in query:
+                found = [e for k, e in sorted(state.kv.items()) if k.startswith(key)]
+                self._reply(200 if found else 404, found or None, state.index)
+                return
+            entry = state.kv.get(key)
+            self._reply(200 if entry else 404, [entry] if entry else None, state.index)
+            return
+        if self.command == "DELETE":
+            state.kv.pop(key, None)
+            state.tick()
+            self._reply(200, True)
+            return
+        existing = state.kv.get(key)
+        if "cas" in query and int(query["cas"]) != (existing["ModifyIndex"] if existing else 0):
+            self._reply(200, False)
+            return
+        if "acquire" in query:
+            sid = query["acquire"]
+            if sid not in state.sessions or (existing and existing.get("Session") not in (None, sid)):
+                self._reply(200, False)
+                return
+        if "release" in query and existing and existing.get("Session") == query["release"]:
+            existing.pop("Session", None)
+        index = state.tick()
+        entry = {"Key": key, "Value": base64.b64encode(body).decode(), "Flags": int(query.get("flags", 0)),
+                 "CreateIndex": existing["CreateIndex"] if existing else index, "ModifyIndex": index,
+                 "LockIndex": (existing or {}).get("LockIndex", 0)}
+        if "acquire" in query:
+            entry["Session"] = query["acquire"]
+            entry["LockIndex"] += 1
+        elif existing and existing.get("Session") and "release" not in query:
+            entry["Session"] = existing["Session"]
+        state.kv[key] = entry
+        self._reply(200, True)
+
+    do_GET = do_PUT = do_DELETE = do_POST = _handle
