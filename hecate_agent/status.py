@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-from pathlib import Path
 from typing import Any
 
 from hecate_agent import __version__
 from hecate_agent.state import StateStore, utc_now, write_atomic
 
-PHASES = ("Synced", "OutOfSync", "Progressing", "Degraded", "Failed", "Suspended")
 _OUTCOME_PHASE = {
     "applied": "Synced",
     "noop": "Synced",
@@ -102,7 +100,3 @@ def _phase(status: dict[str, Any], suspended: dict[str, Any] | None) -> str:
     if phase == "Synced" and (status.get("drift") or {}).get("detected"):
         return "OutOfSync"
     return phase
-
-
-def status_file(root: Path) -> Path:
-    return root / "status.json"

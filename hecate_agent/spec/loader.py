@@ -101,10 +101,6 @@ class LoadResult:
     problems: list[SpecProblem]
     counts: dict[str, int] = field(default_factory=dict)
 
-    @property
-    def ok(self) -> bool:
-        return not self.problems and self.state is not None
-
 
 def snapshot_digest(files: Sequence[SourceFile]) -> str:
     """Content hash of a snapshot: the revision of a directory source (12 hex digits)."""

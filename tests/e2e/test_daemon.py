@@ -25,6 +25,17 @@ def git_source(remote: Remote, **extra: object) -> dict:
     return {"git": {"url": str(remote.bare), "branch": "main", "path": "specs", "interval": "1s", **extra}}
 
 
+def start_synced(remote: Remote, agent_factory, files: dict[str, str], *, source_options: dict | None = None,
+                 **overrides: object):  # type: ignore[no-untyped-def]
+    """Push a first commit, start an agent following it, and wait until it is applied."""
+    first = remote.commit(files, "first")
+    remote.push()
+    agent = agent_factory(source=git_source(remote, **(source_options or {})), **overrides)
+    agent.start()
+    agent.wait_applied(first, timeout=15)
+    return agent, first
+
+
 def upstream_of(node) -> str | None:  # type: ignore[no-untyped-def]
     reply = http_get(node.caddy.http_port, "app.example.com")
     return reply.json()["upstream"] if reply.status == 200 else None
@@ -41,11 +52,7 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> int:
 
 def test_push_is_applied_by_polling_and_by_webhook(node, remote, upstreams, agent_factory) -> None:
     a, b = upstreams
-    first = remote.commit({"specs/routes/app.yaml": app_route(a.dial)}, "first")
-    remote.push()
-    agent = agent_factory(source=git_source(remote, interval="1s"))
-    agent.start()
-    agent.wait_applied(first, timeout=15)
+    agent, _ = start_synced(remote, agent_factory, {"specs/routes/app.yaml": app_route(a.dial)}, source_options={"interval": "1s"})
     assert upstream_of(node) == "a"
     notes = agent.notifications()
     assert "READY=1" in notes and "WATCHDOG=1" in notes
@@ -69,11 +76,7 @@ def test_push_is_applied_by_polling_and_by_webhook(node, remote, upstreams, agen
 
 def test_webhook_triggers_an_immediate_fetch_and_bad_signatures_are_refused(node, remote, upstreams, agent_factory) -> None:
     a, b = upstreams
-    first = remote.commit({"specs/routes/app.yaml": app_route(a.dial)}, "first")
-    remote.push()
-    agent = agent_factory(source=git_source(remote, interval="1h"))
-    agent.start()
-    agent.wait_applied(first, timeout=15)
+    agent, first = start_synced(remote, agent_factory, {"specs/routes/app.yaml": app_route(a.dial)}, source_options={"interval": "1h"})
     second = remote.commit({"specs/routes/app.yaml": app_route(b.dial)}, "second")
     remote.push()
     body = json.dumps({"ref": "refs/heads/main"}).encode()
@@ -111,11 +114,7 @@ def test_invalid_commit_is_not_applied_then_a_fix_is(node, remote, upstreams, ag
 
 def test_force_push_is_refused_unless_allowed(node, remote, upstreams, agent_factory) -> None:
     a, b = upstreams
-    first = remote.commit({"specs/routes/app.yaml": app_route(a.dial)}, "first")
-    remote.push()
-    agent = agent_factory(source=git_source(remote))
-    agent.start()
-    agent.wait_applied(first, timeout=15)
+    agent, first = start_synced(remote, agent_factory, {"specs/routes/app.yaml": app_route(a.dial)})
     from tests.e2e.conftest import git
 
     git(remote.work, "checkout", "-q", "--orphan", "rewritten")
@@ -133,11 +132,7 @@ def test_force_push_is_refused_unless_allowed(node, remote, upstreams, agent_fac
 
 def test_drift_is_healed_or_only_reported(node, remote, upstreams, agent_factory) -> None:
     a, _ = upstreams
-    first = remote.commit({"specs/routes/app.yaml": app_route(a.dial)}, "first")
-    remote.push()
-    agent = agent_factory(source=git_source(remote, interval="1h"))
-    agent.start()
-    agent.wait_applied(first, timeout=15)
+    agent, _ = start_synced(remote, agent_factory, {"specs/routes/app.yaml": app_route(a.dial)}, source_options={"interval": "1h"})
     with node.caddy.admin() as admin:  # Caddy restarted empty: only the admin block is left
         admin.load({"admin": admin.get_config().config["admin"]})
     assert wait_until(lambda: upstream_of_safe(node) == "a", timeout=2 + 3)
@@ -165,11 +160,7 @@ def upstream_of_safe(node) -> str | None:  # type: ignore[no-untyped-def]
 
 def test_unreachable_remote_degrades_and_recovers(node, remote, upstreams, agent_factory) -> None:
     a, b = upstreams
-    first = remote.commit({"specs/routes/app.yaml": app_route(a.dial)}, "first")
-    remote.push()
-    agent = agent_factory(source=git_source(remote))
-    agent.start()
-    agent.wait_applied(first, timeout=15)
+    agent, _ = start_synced(remote, agent_factory, {"specs/routes/app.yaml": app_route(a.dial)})
     hidden = remote.bare.with_name("hidden.git")
     remote.bare.rename(hidden)
     assert wait_until(lambda: agent.status().get("phase") == "Degraded", timeout=8)
@@ -202,11 +193,7 @@ def test_directory_mode_applies_an_atomic_save_once(node, upstreams, agent_facto
 
 def test_failed_verification_rolls_back_and_blocks(node, remote, upstreams, agent_factory) -> None:
     a, _ = upstreams
-    first = remote.commit({"specs/routes/app.yaml": app_route(a.dial)}, "first")
-    remote.push()
-    agent = agent_factory(source=git_source(remote))
-    agent.start()
-    agent.wait_applied(first, timeout=15)
+    agent, first = start_synced(remote, agent_factory, {"specs/routes/app.yaml": app_route(a.dial)})
     dead = dump_yaml({**route("app", "app.example.com", tls=PLAIN, upstreams=[{"dial": "127.0.0.1:9"}]),
                       "metadata": {"name": "app", "labels": {"hecate.io/verify": "true"}}})
     broken = remote.commit({"specs/routes/app.yaml": dead}, "points at a dead port")
@@ -223,11 +210,7 @@ def test_failed_verification_rolls_back_and_blocks(node, remote, upstreams, agen
 
 def test_sigterm_leaves_a_consistent_node_and_restart_resumes(node, remote, upstreams, agent_factory) -> None:
     a, b = upstreams
-    first = remote.commit({"specs/routes/app.yaml": app_route(a.dial)}, "first")
-    remote.push()
-    agent = agent_factory(source=git_source(remote))
-    agent.start()
-    agent.wait_applied(first, timeout=15)
+    agent, _ = start_synced(remote, agent_factory, {"specs/routes/app.yaml": app_route(a.dial)})
     second = remote.commit({"specs/routes/app.yaml": app_route(b.dial)}, "second")
     remote.push()
     time.sleep(0.8)  # likely mid-fetch or mid-apply
@@ -348,12 +331,8 @@ def test_status_is_published_to_consul_and_goes_when_the_agent_dies(node, remote
     a, _ = upstreams
     consul_server = FakeConsul()
     try:
-        first = remote.commit({"specs/routes/app.yaml": app_route(a.dial)}, "first")
-        remote.push()
-        agent = agent_factory(source=git_source(remote),
-                              consul={"address": f"http://127.0.0.1:{consul_server.port}", "sessionTtl": "10s"})
-        agent.start()
-        agent.wait_applied(first, timeout=15)
+        agent, first = start_synced(remote, agent_factory, {"specs/routes/app.yaml": app_route(a.dial)},
+                                    consul={"address": f"http://127.0.0.1:{consul_server.port}", "sessionTtl": "10s"})
         key = "hecate/nodes/test-node/status"
 
         def published() -> dict:
