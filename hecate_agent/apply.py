@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import os
 import time
 from collections.abc import Iterator, Mapping
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hecate_agent import redaction
 from hecate_agent.errors import HecateError
 from hecate_agent.plan import Plan, caddy_resources, make_plan, nginx_resources
 from hecate_agent.proxies import sockets
@@ -29,6 +31,7 @@ from hecate_agent.proxies.nginx import NginxError, NginxSettings, NginxStreams
 from hecate_agent.render.bundle import Rendered, fingerprint, render_all
 from hecate_agent.render.caddy import ID_PREFIX, CaddyCapabilities, CaddySettings, merge, parse_listen
 from hecate_agent.render.nginx import Listener
+from hecate_agent.secrets import SecretResolver, VaultClient
 from hecate_agent.settings import AgentSettings
 from hecate_agent.spec.loader import DesiredState
 from hecate_agent.state import Snapshot, StateStore, utc_now
@@ -58,16 +61,6 @@ class RollbackError(HecateError):
     exit_code = EXIT_ROLLBACK_FAILED
 
 
-def secret_values(environment: Mapping[str, str], state_text: str) -> frozenset[str]:
-    from hecate_agent.render.caddy import SECRET_NAME
-
-    return frozenset(
-        value
-        for name, value in environment.items()
-        if SECRET_NAME.search(name) and len(value) >= 4 and f"${{{name}}}" in state_text
-    )
-
-
 @dataclass
 class Node:
     """This node's proxies and state, built from the agent's settings."""
@@ -77,7 +70,7 @@ class Node:
     nginx: NginxStreams | None
     store: StateStore
     capabilities: CaddyCapabilities
-    environment: Mapping[str, str]
+    resolver: SecretResolver
     nginx_include_checked: bool = False  # `nginx -T` once per process, not per apply
 
     @classmethod
@@ -116,7 +109,10 @@ class Node:
             nginx=nginx,
             store=StateStore(settings.state_dir, keep=settings.sync.history_limit),
             capabilities=capabilities,
-            environment=dict(os.environ if environment is None else environment),
+            resolver=SecretResolver(
+                dict(os.environ if environment is None else environment),
+                VaultClient(settings.vault) if settings.vault is not None else None,
+            ),
         )
 
     @property
@@ -210,15 +206,16 @@ def prepare(node: Node, state: DesiredState, revision: str) -> Prepared:
 
 
 def _prepare(node: Node, state: DesiredState, revision: str) -> Prepared:
+    resolution = node.resolver.resolve(state)  # SecretError before anything is rendered or touched
     rendered = render_all(
         state,
         revision,
         caddy=node.caddy_settings,
         capabilities=node.capabilities,
-        environment=node.environment,
+        environment=resolution.values,
         nginx_enabled=node.nginx is not None,
     )
-    return _prepare_rendered(node, rendered, secret_values(node.environment, state.config.model_dump_json()))
+    return _prepare_rendered(node, rendered, resolution.sensitive)
 
 
 def prepare_rendered(node: Node, rendered: Rendered, secrets: frozenset[str] = frozenset()) -> Prepared:
@@ -230,6 +227,11 @@ def prepare_rendered(node: Node, rendered: Rendered, secrets: frozenset[str] = f
 def _prepare_rendered(node: Node, rendered: Rendered, secrets: frozenset[str]) -> Prepared:
     live = read_live(node)
     last = node.store.last_applied()
+    if last is not None:
+        # The live config may still hold the values of before a rotation: hide those too.
+        redaction.register(last.sensitive)
+        secrets |= frozenset(last.sensitive)
+    secrets |= redaction.known()
     server = node.caddy_settings.server
     desired, _ = resources_of(rendered.caddy_owned, rendered.nginx_files, server)
     have, unmanaged = resources_of(live.caddy.config, live.nginx_files, server)
@@ -253,6 +255,7 @@ def _prepare_rendered(node: Node, rendered: Rendered, secrets: frozenset[str]) -
 
 def snapshot_rendered(snapshot: Snapshot, settings: CaddySettings) -> Rendered:
     """A stored last-known-good as a Rendered revision, to re-apply it exactly."""
+    redaction.register(snapshot.sensitive)
     return Rendered(
         snapshot.revision,
         owned_part(snapshot.caddy_config, settings),
@@ -406,6 +409,7 @@ class Transaction:
             nginx_listeners=[_listener_dict(x) for x in rendered.listeners],
             specs=rendered.specs,
             plan_summary=self.prepared.plan.summary(),
+            sensitive=_present(self.prepared.secrets, rendered.caddy_owned),
         )
 
     def rollback(self, cause: ApplyError) -> None:
@@ -434,6 +438,14 @@ class Transaction:
         if problems:
             raise RollbackError(f"{cause}; the rollback failed too: " + " | ".join(problems))
         node.store.clear_journal()
+
+
+def _present(secrets: frozenset[str], config: Mapping[str, Any]) -> list[str]:
+    """The secrets this config holds (the registry grows with rotations; a snapshot need not)."""
+    if not secrets:
+        return []
+    text = json.dumps(config)
+    return sorted(s for s in secrets if json.dumps(s)[1:-1] in text)
 
 
 def _listener_dict(listener: Listener) -> dict[str, Any]:

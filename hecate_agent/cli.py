@@ -91,7 +91,8 @@ def render(path: Path, target: str, output: Path | None) -> None:
 
     Caddy: the parts of its JSON config the agent owns, for this node's Caddy
     (its modules decide, e.g., whether rate limiting is possible). `${VAR}`
-    references resolve from this environment; secret-looking ones are redacted.
+    references resolve from this environment; secrets (Vault references, upstream
+    headers, secret-named variables) show as <redacted>, and Vault is not contacted.
     Nginx: one stream file per Stream spec.
     """
     state = _load_or_exit(path)
@@ -118,7 +119,9 @@ def _render_caddy_or_exit(state: DesiredState) -> str:
     import shutil
 
     from hecate_agent.proxies.caddy import CaddyError, detect_capabilities
-    from hecate_agent.render.caddy import CaddyCapabilities, RenderError, redact, render_caddy, to_json
+    from hecate_agent.redaction import MASK
+    from hecate_agent.render.caddy import CaddyCapabilities, RenderError, render_caddy, to_json
+    from hecate_agent.secrets import is_sensitive, references_of
 
     capabilities = CaddyCapabilities()
     if shutil.which("caddy"):
@@ -127,12 +130,19 @@ def _render_caddy_or_exit(state: DesiredState) -> str:
         except CaddyError as exc:
             click.echo(f"warning: {exc}; assuming a standard Caddy {capabilities.version}", err=True)
     try:
-        owned = render_caddy(state, capabilities=capabilities, environment=os.environ)
+        # Vault is not contacted; secrets show as a mask (URL-shaped where a URL must be parsed).
+        shown: dict[str, str] = {}
+        for ref in references_of(state):
+            if ref.is_vault or (ref.name in os.environ and is_sensitive(ref)):
+                shown[ref.name] = "https://redacted.invalid" if "outpostUrl" in ref.where else MASK
+            elif ref.name in os.environ:
+                shown[ref.name] = os.environ[ref.name]
+        owned = render_caddy(state, capabilities=capabilities, environment=shown)
     except RenderError as exc:
         for problem in exc.problems:
             click.echo(f"error: {problem}", err=True)
         sys.exit(EXIT_INVALID)
-    return to_json(redact(owned, state, os.environ))
+    return to_json(owned)
 
 
 @cli.command()

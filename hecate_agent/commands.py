@@ -27,7 +27,9 @@ SAVED_PLAN_KEY = "hecatePlan"
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
+    from hecate_agent.redaction import scrub
+
+    click.echo(f"error: {scrub(message)}", err=True)
     sys.exit(code)
 
 
@@ -90,11 +92,13 @@ def _prepare(node: Node, files: list[SourceFile], revision: str) -> Prepared:
 
 def _print_plan(plan: Any, output_format: str) -> None:
     from hecate_agent.plan_report import RENDERERS, render_text
+    from hecate_agent.redaction import scrub
 
+    # The plan already hides changed secret fields; this is the belt to those braces.
     if output_format == "text":
-        sys.stdout.write(render_text(plan, colour=sys.stdout.isatty() and "NO_COLOR" not in os.environ))
+        sys.stdout.write(scrub(render_text(plan, colour=sys.stdout.isatty() and "NO_COLOR" not in os.environ)))
     else:
-        sys.stdout.write(RENDERERS[output_format](plan))
+        sys.stdout.write(scrub(RENDERERS[output_format](plan)))
 
 
 @contextlib.contextmanager

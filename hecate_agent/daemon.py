@@ -60,6 +60,7 @@ from hecate_agent.render.caddy import RenderError, parse_listen
 from hecate_agent.render.nginx import listeners_of
 from hecate_agent.report import problem_line
 from hecate_agent.sdnotify import Notifier
+from hecate_agent.secrets import SecretError
 from hecate_agent.settings import AgentSettings, load_settings
 from hecate_agent.sources.directory import read_directory
 from hecate_agent.sources.git import ForcePushRefusedError, GitError, GitSource, UnsignedCommitError
@@ -281,6 +282,15 @@ class Daemon:
             id="drift",
         )
         scheduler.add_job(self._probe_streams, "interval", seconds=5, id="stream-probes")
+        if self.settings.vault is not None:
+            # A non-routine trigger renders again, so a secret rotated in Vault reaches the proxies
+            # without a commit (an unchanged result is a no-op: same fingerprint).
+            scheduler.add_job(
+                lambda: self.trigger("secret-refresh"),
+                "interval",
+                seconds=max(1.0, self.settings.vault.refresh_interval.seconds),
+                id="secret-refresh",
+            )
         heartbeat = self.settings.consul.session_ttl.seconds / 3 if self.settings.consul else 30.0
         scheduler.add_job(self._heartbeat, "interval", seconds=max(1.0, heartbeat), id="heartbeat")
         scheduler.start()
@@ -500,6 +510,14 @@ class Daemon:
             self.log.error("revision cannot be rendered for this node; blocked", revision=revision, error=error)
             update_status(store, name, last_attempt={"revision": revision, "outcome": "blocked", "error": error})
             return "blocked"
+        except SecretError as exc:
+            # Like an unreachable remote: nothing was touched, the last-known-good serves, retry later.
+            self.metrics.secret_errors.inc()
+            error = str(exc)
+            self.log.warning("secrets unavailable; the last-known-good keeps serving", revision=revision, error=error)
+            update_status(store, name, last_attempt={"revision": revision, "outcome": "secret_error", "error": error})
+            self._backoff()
+            return "secret_error"
         except (ApplyError, RollbackError) as exc:
             self.log.error("apply failed", revision=revision, error=str(exc), rolled_back=isinstance(exc, ApplyError))
             self._backoff()
@@ -668,6 +686,12 @@ class Daemon:
         update_status(self.node.store, self.settings.node.name, components={"streams": streams})
 
     def _heartbeat(self) -> None:
+        vault = self.node.resolver.vault
+        if vault is not None:
+            try:
+                vault.ensure_token()  # renew at 2/3 of the TTL even when nothing needs reading
+            except SecretError as exc:
+                self.log.warning("vault token upkeep failed; retrying on the next heartbeat", error=str(exc))
         status = update_status(self.node.store, self.settings.node.name)
         if self.consul is not None and not self.consul.heartbeat(status):
             self.metrics.consul_failures.inc()

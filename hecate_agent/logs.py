@@ -3,7 +3,8 @@
 - Each line starts with a `<N>` syslog priority prefix when stdout is not a TTY,
   so journald files it at the right level (`SyslogLevelPrefix=`) and the stored
   message stays pure JSON.
-- Values under secret-looking keys, and Vault-token-shaped strings anywhere, are
+- Values under secret-looking keys, every resolved secret value (the registry in
+  `hecate_agent.redaction`) and Vault-token-shaped strings anywhere are
   replaced by `<redacted>`; the same processor runs for stdlib loggers (httpx,
   apscheduler, git) through structlog's ProcessorFormatter.
 - Tracebacks are rendered without local variables: structlog's default shows them,
@@ -21,6 +22,8 @@ from typing import Any, TextIO
 import structlog
 from structlog.tracebacks import ExceptionDictTransformer
 
+from hecate_agent import redaction
+
 SECRET_KEY = re.compile(r"token|secret|password|passwd|authorization|secret_id|role_id|api_key|apikey", re.I)
 VAULT_TOKEN = re.compile(r"\b(hv[sbr]\.[A-Za-z0-9_-]{20,}|[sb]\.[A-Za-z0-9]{24})\b")
 PRIORITY = {"critical": 2, "error": 3, "warning": 4, "info": 6, "debug": 7}
@@ -29,7 +32,7 @@ MAX_FIELD = 8000  # journald splits lines over 48 KiB into several records
 
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
-        value = VAULT_TOKEN.sub("<redacted>", value)
+        value = VAULT_TOKEN.sub("<redacted>", redaction.scrub(value))
         return value if len(value) <= MAX_FIELD else value[:MAX_FIELD] + "…(truncated)"
     if isinstance(value, dict):
         return {

@@ -35,6 +35,9 @@ class Metrics:
         self.consul_failures = Counter(
             "hecate_consul_publish_failures", "Failed writes of status to Consul.", registry=r
         )
+        self.secret_errors = Counter(
+            "hecate_secret_errors", "Reconciles held back because a secret could not be resolved.", registry=r
+        )
         self.suspended = Gauge("hecate_suspended", "1 while automatic sync is suspended.", registry=r)
         self.upstream_up = Gauge(
             "hecate_stream_upstream_up",

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from hecate_agent.redaction import MASK, SENSITIVE_CHANGE, contains_secret
 from hecate_agent.render.caddy import ID_PREFIX
 
 PLAN_FORMAT_VERSION = 1
@@ -230,18 +231,15 @@ def _sort_key(key: str) -> tuple[int, str]:
 
 
 def _redacted(changes: Iterable[FieldChange], secrets: frozenset[str]) -> tuple[FieldChange, ...]:
-    def scrub(value: Any) -> Any:
-        if isinstance(value, str):
-            for secret in secrets:
-                value = value.replace(secret, "<redacted>")
-            return value
-        if isinstance(value, dict):
-            return {k: scrub(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [scrub(v) for v in value]
-        return value
-
-    return tuple(FieldChange(c.path, scrub(c.before), scrub(c.after)) for c in changes)
+    """Changes of fields that hold a secret say only *that* they changed: neither value is shown."""
+    if not secrets:
+        return tuple(changes)
+    return tuple(
+        FieldChange(c.path, MASK, SENSITIVE_CHANGE)
+        if contains_secret(c.before, secrets) or contains_secret(c.after, secrets)
+        else c
+        for c in changes
+    )
 
 
 def make_plan(

@@ -113,6 +113,39 @@ class ConsulSettings(_Settings):
     session_ttl: DurationField = Field(default=Duration(30_000), description="A dead node's entry goes after this.")
 
 
+class AppRoleSettings(_Settings):
+    role_id_file: Path = Field(description="File holding the AppRole role_id.")
+    secret_id_file: Path = Field(description="File holding the AppRole secret_id.")
+    mount: str = Field(default="approle", pattern=r"^[A-Za-z0-9_./-]+$")
+
+
+class VaultSettings(_Settings):
+    address: str = Field(pattern=r"^https?://[^\s]+$", description="Vault's URL, e.g. https://vault.example.com:8200.")
+    token_file: Path | None = Field(default=None, description="A Vault token, read from this file.")
+    approle: AppRoleSettings | None = Field(default=None, description="Log in with AppRole instead of a token file.")
+    mount: str = Field(default="secret", pattern=r"^[A-Za-z0-9_./-]+$", description="The KV v2 mount.")
+    ca_cert: Path | None = Field(default=None, description="CA bundle for Vault's TLS certificate.")
+    timeout: DurationField = Duration(5_000)
+    # A secret rotated in Vault reaches the proxies within this time, without a new commit.
+    refresh_interval: DurationField = Duration(300_000)
+
+    @model_validator(mode="after")
+    def _one_login(self) -> VaultSettings:
+        if (self.token_file is None) == (self.approle is None):
+            raise ValueError("set exactly one of vault.tokenFile and vault.approle")
+        return self
+
+
+class RolloutSettings(_Settings):
+    max_concurrent: int = Field(default=1, ge=1, le=1000, description="Nodes applying one revision at a time.")
+    # How long a node keeps its slot after apply and verification, so a bad revision shows
+    # itself on the first nodes before the rest take it.
+    soak: DurationField = Duration(0)
+    wait_timeout: DurationField = Field(
+        default=Duration(600_000), description="Give up waiting for a slot after this (retried later)."
+    )
+
+
 class AgentSettings(_Settings):
     node: NodeSettings = Field(default_factory=NodeSettings)
     source: SourceSettings = Field(default_factory=SourceSettings)
@@ -122,8 +155,8 @@ class AgentSettings(_Settings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     sync: SyncSettings = Field(default_factory=SyncSettings)
     consul: ConsulSettings | None = None
-    vault: dict[str, Any] | None = None
-    rollout: dict[str, Any] | None = None
+    vault: VaultSettings | None = None
+    rollout: RolloutSettings | None = None
 
 
 def _canonical(name: str) -> str:

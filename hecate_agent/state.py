@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from hecate_agent import redaction
 from hecate_agent.errors import HecateError
 
 HISTORY_LIMIT = 1000
@@ -74,6 +75,9 @@ class Snapshot:
     specs: dict[str, Any]
     plan_summary: dict[str, int] = field(default_factory=dict)
     sequence: int = 0
+    # The resolved secret values inside caddy_config, so that they stay redacted after a
+    # restart or a rotation (the file is 0600, like the config that holds them anyway).
+    sensitive: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         # Shallow on purpose: dataclasses.asdict deep-copies megabytes of config for nothing.
@@ -188,7 +192,7 @@ class StateStore:
 
     def append_history(self, entry: dict[str, Any]) -> None:
         history = self.history()
-        history.append(entry)
+        history.append(redaction.scrub_value(entry))
         self._write("history.json", history[-HISTORY_LIMIT:])
 
     def history(self) -> list[dict[str, Any]]:

@@ -2,8 +2,8 @@
 
 One function updates it, from the CLI's applies and from the daemon alike: it
 reads the current document, changes what it is given, derives the phase, and
-writes it atomically (0644: status holds no secrets; errors are redacted before
-they get here).
+writes it atomically (0644: status holds no secrets; every string in it goes through
+`redaction.scrub_value` first).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import contextlib
 import json
 from typing import Any
 
-from hecate_agent import __version__
+from hecate_agent import __version__, redaction
 from hecate_agent.state import StateStore, utc_now, write_atomic
 
 _OUTCOME_PHASE = {
@@ -25,6 +25,7 @@ _OUTCOME_PHASE = {
     "blocked": "OutOfSync",
     "quarantined": "Degraded",
     "failed": "Failed",
+    "secret_error": "Degraded",
 }
 
 
@@ -85,6 +86,7 @@ def update_status(
     status["phase"] = _phase(status, suspended)
     status["updatedAt"] = utc_now()
     # A full or read-only state dir must not stop the agent; /status still serves it.
+    status = redaction.scrub_value(status)  # errors may quote a rendered value
     with contextlib.suppress(OSError):
         write_atomic(store.root / "status.json", (json.dumps(status, indent=2, sort_keys=True) + "\n").encode(), 0o644)
     return status

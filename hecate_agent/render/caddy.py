@@ -17,7 +17,6 @@ Facts about Caddy 2.6.2 used here are in shared/research/proxy-brief.md.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import re
@@ -30,7 +29,15 @@ from hecate_agent.errors import HecateError
 from hecate_agent.spec.checks import effective_health_check
 from hecate_agent.spec.loader import DesiredState, Located
 from hecate_agent.spec.models import AuthPolicyDocument, GlobalConfig, RouteDocument
-from hecate_agent.spec.types import Compression, Duration, RateLimit, RequestId, template_references
+from hecate_agent.spec.types import (
+    REFERENCE_BODY,
+    Compression,
+    Duration,
+    RateLimit,
+    RequestId,
+    header_references,
+    template_references,
+)
 
 ID_PREFIX = "hecate-"
 RATE_LIMIT_MODULE = "http.handlers.rate_limit"
@@ -47,7 +54,9 @@ AUTHENTIK_HEADERS = {
 # Addresses whose X-Forwarded-* headers the outpost request may carry on (as Caddy's
 # `trusted_proxies private_ranges` expands to in 2.6.2).
 PRIVATE_RANGES = ["192.168.0.0/16", "172.16.0.0/12", "10.0.0.0/8", "127.0.0.1/8", "fd00::/8", "::1"]
-SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|KEY|CREDENTIAL", re.IGNORECASE)
+# A value substituted into Caddy's JSON must not smuggle placeholders or header breaks.
+_UNSAFE_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f{}]")
+_REFERENCE_IN_TEXT = re.compile(r"\$\{(" + REFERENCE_BODY + r")\}")
 
 
 class RenderError(HecateError):
@@ -147,19 +156,40 @@ class _Renderer:
 
     # --- values -------------------------------------------------------------------
 
-    def resolve(self, template: str, where: str) -> str:
-        """Substitute `${NAME}` from the node's environment (`$$` is a literal `$`)."""
-        missing = [name for name in template_references(template) if name not in self.environment]
+    def resolve(self, template: str, where: str, *, dollar_escapes: bool = True) -> str:
+        """Substitute `${NAME}` / `${vault:path#key}` with the values resolved for this node.
+
+        In config.yaml `$$` is a literal `$`; in header values (`dollar_escapes=False`) a `$`
+        not followed by `{` simply stays. A resolved value never reaches Caddy if it holds a
+        brace (Caddy would expand `{env.*}` placeholders in it) or a control character (header
+        injection); the message names the reference, never the value.
+        """
+        names = template_references(template) if dollar_escapes else header_references(template)
+        missing = [name for name in names if name not in self.environment]
         if missing:
-            self.problems.append(
-                f"{where} references ${{{missing[0]}}}, which is not set in the agent's environment; "
-                "set it (e.g. in the systemd unit's EnvironmentFile) or write the value in config.yaml"
-            )
+            if missing[0].startswith("vault:"):
+                self.problems.append(f"{where} references ${{{missing[0]}}}, which was not resolved (no Vault value)")
+            else:
+                self.problems.append(
+                    f"{where} references ${{{missing[0]}}}, which is not set in the agent's environment; "
+                    "set it (e.g. in the systemd unit's EnvironmentFile) or write the value in config.yaml"
+                )
             return template
-        parts = template.split("$$")
-        return "$".join(
-            re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", lambda m: self.environment[m.group(1)], part) for part in parts
-        )
+        for name in names:
+            if _UNSAFE_VALUE.search(self.environment[name]):
+                self.problems.append(
+                    f"{where}: the value of ${{{name}}} contains a line break, control character or '{{' / '}}'; "
+                    "Caddy would read braces as placeholders and a line break would inject headers. "
+                    "Store the value without them"
+                )
+                return template
+
+        def substitute(part: str) -> str:
+            return _REFERENCE_IN_TEXT.sub(lambda m: self.environment[m.group(1)], part)
+
+        if not dollar_escapes:
+            return substitute(template)
+        return "$".join(substitute(part) for part in template.split("$$"))
 
     # --- top level ----------------------------------------------------------------
 
@@ -380,7 +410,10 @@ class _Renderer:
                     "fail_duration": _duration(Duration(max(10_000, interval.milliseconds * threshold))),
                 },
             }
-        upstream_set: dict[str, list[str]] = {n: [v] for n, v in spec.headers.upstream.set.items()}
+        upstream_set: dict[str, list[str]] = {
+            n: [self.resolve(v, f"Route/{located.name}: headers.upstream.set.{n}", dollar_escapes=False)]
+            for n, v in spec.headers.upstream.set.items()
+        }
         if request_id:
             upstream_set["X-Request-ID"] = ["{http.request.uuid}"]
         request_headers: dict[str, Any] = {}
@@ -408,7 +441,10 @@ class _Renderer:
             return "invalid:0", False
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            self.problems.append(f"global.authentik.outpostUrl resolves to {url!r}, which is not an http(s) URL")
+            # The value may be a secret: say what is wrong with it, never what it is.
+            self.problems.append(
+                "global.authentik.outpostUrl: its reference does not resolve to an http:// or https:// URL with a host"
+            )
             return "invalid:0", False
         tls = parts.scheme == "https"
         port = parts.port or (443 if tls else 80)
@@ -587,30 +623,3 @@ def merge(live: Mapping[str, Any] | None, owned: Mapping[str, Any], settings: Ca
 def to_json(config: Mapping[str, Any]) -> str:
     """Canonical text: sorted keys, no insignificant whitespace differences between runs."""
     return json.dumps(config, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
-
-
-def redact(config: Mapping[str, Any], state: DesiredState, environment: Mapping[str, str]) -> dict[str, Any]:
-    """A copy where values that came from secret-looking environment variables are masked."""
-    secrets = {
-        value
-        for name, value in environment.items()
-        if SECRET_NAME.search(name) and value and len(value) >= 4 and _referenced(state, name)
-    }
-    if not secrets:
-        return copy.deepcopy(dict(config))
-
-    def scrub(node: Any) -> Any:
-        if isinstance(node, dict):
-            return {k: scrub(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [scrub(v) for v in node]
-        if isinstance(node, str):
-            for secret in secrets:
-                node = node.replace(secret, "<redacted>")
-        return node
-
-    return dict(scrub(config))
-
-
-def _referenced(state: DesiredState, name: str) -> bool:
-    return f"${{{name}}}" in state.config.model_dump_json()

@@ -21,10 +21,13 @@ _PATTERN_MEANING: dict[str, str] = {
     types.HEADER_VALUE_PATTERN: "a header value without line breaks, control characters or '{' / '}' "
     "(braces would be read by Caddy as placeholders such as {env.SECRET})",
     types.HTTP_PATH_PATTERN: "an absolute path starting with '/', without spaces, '?', '#', '{' or '}'",
-    types.TEMPLATE_PATTERN: "text whose '$' starts a '${NAME}' environment reference ('$$' for a literal "
-    "'$'); braces only inside a reference",
+    types.TEMPLATE_PATTERN: "text whose '$' starts a reference, '${NAME}' (environment) or '${vault:path#key}' "
+    "('$$' for a literal '$'); braces only inside a reference",
+    types.UPSTREAM_HEADER_VALUE_PATTERN: "a header value without line breaks or control characters, whose braces "
+    "only appear in '${NAME}' or '${vault:path#key}' references (other braces would be read by Caddy as "
+    "placeholders such as {env.SECRET})",
     r"^[0-9A-Fa-f:.]+$": "an IP address such as '0.0.0.0', '127.0.0.1' or '::'",
-    types.URL_OR_REFERENCE_PATTERN: "an http:// or https:// URL (or a single ${VAR} reference)",
+    types.URL_OR_REFERENCE_PATTERN: "an http:// or https:// URL (or a single ${VAR} or ${vault:path#key} reference)",
 }
 
 _TYPE_NAMES = {

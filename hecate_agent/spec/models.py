@@ -41,6 +41,7 @@ from hecate_agent.spec.types import (
     ResourceName,
     Templated,
     TlsVersion,
+    UpstreamHeaderValue,
     UrlOrReference,
     normalize_dial,
     normalize_upstream_host,
@@ -135,11 +136,20 @@ class HeaderRules(SpecModel):
     remove: list[HeaderName] = Field(default_factory=list, description="Header names to remove.")
 
 
+class UpstreamHeaderRules(SpecModel):
+    set: dict[HeaderName, UpstreamHeaderValue] = Field(
+        default_factory=dict,
+        description="Headers to set (replacing) on the proxied request; values may hold ${ENV_VAR} or "
+        "${vault:path#key} references (e.g. a backend's API key).",
+    )
+    remove: list[HeaderName] = Field(default_factory=list, description="Header names to remove.")
+
+
 class RouteHeaders(HeaderRules):
     """Response headers (`set`/`remove`) and, under `upstream`, headers of the proxied request."""
 
-    upstream: HeaderRules = Field(
-        default_factory=HeaderRules, description="Headers changed on the request sent to the upstream."
+    upstream: UpstreamHeaderRules = Field(
+        default_factory=UpstreamHeaderRules, description="Headers changed on the request sent to the upstream."
     )
 
 

@@ -373,25 +373,43 @@ Middleware = Annotated[
 ]
 
 
-# --- templated strings (global config) ------------------------------------------
+# --- templated strings (global config, upstream request headers) ----------------
 
-TEMPLATE_PATTERN = r"^([^\x00-\x08\x0a-\x1f\x7f${}]|\$\$|\$\{[A-Za-z_][A-Za-z0-9_]*\})*$"
+# What may stand inside `${…}`: an environment variable, or a key of a Vault KV v2 secret.
+REFERENCE_BODY = r"[A-Za-z_][A-Za-z0-9_]*|vault:[A-Za-z0-9_][A-Za-z0-9_./-]*#[A-Za-z0-9_.-]+"
+TEMPLATE_PATTERN = r"^([^\x00-\x08\x0a-\x1f\x7f${}]|\$\$|\$\{(" + REFERENCE_BODY + r")\})*$"
 _TEMPLATE = re.compile(TEMPLATE_PATTERN[1:-1] + r"\Z")
-_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_REFERENCE = re.compile(r"\$\{(" + REFERENCE_BODY + r")\}")
+_BAD_VAULT_PATH = re.compile(r"(^|/)\.{1,2}(/|#)|//|/#")
+
+
+def _check_vault_paths(value: str) -> str:
+    for name in _REFERENCE.findall(value.replace("$$", "")):
+        if name.startswith("vault:") and _BAD_VAULT_PATH.search(name[len("vault:") :]):
+            raise _fail(
+                f"{value!r}: the Vault path in ${{{name}}} has an empty, '.' or '..' segment; "
+                "write it as mount-relative path segments, e.g. ${vault:apps/billing#api_key}"
+            )
+    return value
 
 
 def check_template(value: str) -> str:
     if not _TEMPLATE.match(value):
         raise _fail(
-            f"{value!r}: '$' starts an environment reference written '${{NAME}}' (letters, digits, '_'); "
-            "write '$$' for a literal '$'. Braces are only allowed inside a reference"
+            f"{value!r}: '$' starts a reference written '${{NAME}}' (an environment variable: letters, digits, "
+            "'_') or '${vault:path#key}'; write '$$' for a literal '$'. Braces are only allowed inside a reference"
         )
-    return value
+    return _check_vault_paths(value)
 
 
 def template_references(value: str) -> list[str]:
-    """Names of the `${NAME}` references in a templated string."""
+    """What the `${…}` references of a templated string name: `NAME` or `vault:path#key`."""
     return _REFERENCE.findall(value.replace("$$", ""))
+
+
+def header_references(value: str) -> list[str]:
+    """The references of an upstream header value (there `$` only starts one before `{`)."""
+    return _REFERENCE.findall(value)
 
 
 Templated = Annotated[
@@ -399,18 +417,34 @@ Templated = Annotated[
     Field(
         pattern=TEMPLATE_PATTERN,
         max_length=4096,
-        description="Text that may contain ${ENV_VAR} references, resolved on the node at render time.",
+        description="Text that may contain ${ENV_VAR} or ${vault:path#key} references, resolved on the node at "
+        "render time and never shown in plans, logs or status.",
     ),
     AfterValidator(check_template),
 ]
 
+# An upstream request header may carry a credential for the backend, so it may hold references.
+# '$' not followed by '{' stays a literal '$' (values valid before references existed keep their meaning).
+UPSTREAM_HEADER_VALUE_PATTERN = r"^([^\x00-\x08\x0a-\x1f\x7f{}]|\$\{(" + REFERENCE_BODY + r")\})*$"
+UpstreamHeaderValue = Annotated[
+    str,
+    Field(
+        pattern=UPSTREAM_HEADER_VALUE_PATTERN,
+        max_length=4096,
+        description="A header value for the upstream request: no line breaks or control characters, no '{' or '}' "
+        "except in ${ENV_VAR} or ${vault:path#key} references, resolved on the node and never shown.",
+    ),
+    AfterValidator(_check_vault_paths),
+]
 
-URL_OR_REFERENCE_PATTERN = r"^(https?://[^\s{}$\x00-\x1f\x7f]+|\$\{[A-Za-z_][A-Za-z0-9_]*\})$"
+
+URL_OR_REFERENCE_PATTERN = r"^(https?://[^\s{}$\x00-\x1f\x7f]+|\$\{(" + REFERENCE_BODY + r")\})$"
 UrlOrReference = Annotated[
     str,
     Field(
         pattern=URL_OR_REFERENCE_PATTERN,
         max_length=2048,
-        description="An http:// or https:// URL, or a single ${ENV_VAR} reference that holds one.",
+        description="An http:// or https:// URL, or a single ${ENV_VAR} or ${vault:path#key} reference that holds one.",
     ),
+    AfterValidator(_check_vault_paths),
 ]

@@ -110,3 +110,5 @@ def test_secrets_are_redacted_in_field_changes() -> None:
                      live={"Route/a": {"x": "old"}}, last=None, last_specs=None, last_revision=None,
                      desired_fingerprint="", live_fingerprint="", secrets=frozenset({"token-SECRET-1"}))
     assert "token-SECRET-1" not in render_json(plan) and "<redacted>" in render_json(plan)
+    assert "(sensitive value changed)" in render_text(plan)
+    assert "old" not in render_json(plan)  # the value before a rotation is not shown either

@@ -17,7 +17,6 @@ from hecate_agent.render.caddy import (
     RenderError,
     _upstream_counts,
     merge,
-    redact,
     render_caddy,
     smooth_sequence,
     to_json,
@@ -137,13 +136,21 @@ def test_unset_environment_variable_is_a_render_error() -> None:
     ]
 
 
-def test_secret_values_are_redacted() -> None:
-    state = state_of(route("a"), global_config=config(certificates={"provider": "letsencrypt",
-                                                                    "email": "${ACME_SECRET_EMAIL}"}))
-    env = {"ACME_SECRET_EMAIL": "hidden@example.com"}
-    owned = render_caddy(state, environment=env)
-    assert "hidden@example.com" in to_json(owned)
-    assert "hidden@example.com" not in to_json(redact(owned, state, env))
+def test_upstream_headers_take_env_and_vault_values_and_refuse_unsafe_ones() -> None:
+    headers = {"upstream": {"set": {"X-Api-Key": "Key ${vault:apps/a#api_key}", "X-Env": "$${PLAIN}"}}}
+    state = state_of(route("a", headers=headers))
+    owned = render_caddy(state, environment={"vault:apps/a#api_key": "k-123", "PLAIN": "p"})
+    proxy = owned["apps"]["http"]["servers"]["hecate"]["routes"][0]["handle"][0]["routes"][-1]["handle"][-1]
+    assert proxy["headers"]["request"]["set"] == {"X-Api-Key": ["Key k-123"], "X-Env": ["$p"]}  # in header values '$' is literal unless it starts a reference
+    for unsafe in ("a{env.HOME}", "line\r\nX-Injected: 1", "nul\x00"):
+        with pytest.raises(RenderError) as caught:
+            render_caddy(state, environment={"vault:apps/a#api_key": unsafe, "PLAIN": "p"})
+        assert caught.value.problems == [
+            "Route/a: headers.upstream.set.X-Api-Key: the value of ${vault:apps/a#api_key} contains a line break, "
+            "control character or '{' / '}'; Caddy would read braces as placeholders and a line break would inject "
+            "headers. Store the value without them"
+        ]
+        assert unsafe not in str(caught.value)
 
 
 def test_merge_replaces_only_owned_parts() -> None:
