@@ -125,7 +125,7 @@ class VaultClient:
         self._schedule(self.client.auth.token.lookup_self()["data"])
 
     def _schedule(self, data: Mapping[str, Any]) -> None:
-        ttl = int(data.get("ttl") or 0)
+        ttl = int(data.get("ttl") or data.get("lease_duration") or 0)  # lookup-self / renew-self
         now = self.clock()
         if ttl <= 0:  # root and periodic-less tokens do not expire
             self.renew_at = self.expires_at = None
@@ -140,7 +140,7 @@ class VaultClient:
         try:
             answer = self.client.auth.token.renew_self()
             self.renewals += 1
-            self._schedule(answer.get("auth") or {"ttl": answer.get("lease_duration", 0)})
+            self._schedule(answer.get("auth") or {})
         except (vault_errors.Forbidden, vault_errors.InvalidRequest, vault_errors.Unauthorized):
             # Past its max TTL, revoked or a batch token: only a fresh login helps.
             self._login()

@@ -74,10 +74,11 @@ class Agent:
         self.notify.settimeout(0.1)
         self.process: subprocess.Popen[str] | None = None
         self.log = root / "agent.log"
+        self.extra_env: dict[str, str] = {}
 
     def start(self) -> None:
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "NOTIFY_SOCKET": str(self.notify_path),
-               "WATCHDOG_USEC": "4000000", "HOME": str(self.root)}
+               "WATCHDOG_USEC": "4000000", "HOME": str(self.root), **self.extra_env}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "hecate_agent", "--config", str(self.config), "run"],
             stdout=open(self.log, "a"), stderr=subprocess.STDOUT, text=True, env=env,  # noqa: SIM115

@@ -350,3 +350,45 @@ def test_status_is_published_to_consul_and_goes_when_the_agent_dies(node, remote
         assert wait_until(lambda: not published(), timeout=15, interval=0.5)
     finally:
         consul_server.close()
+
+
+def test_vault_secrets_rotate_without_a_commit_and_vault_down_keeps_the_last_good(node, remote, upstreams,
+                                                                                   agent_factory, tmp_path) -> None:
+    from tests.support.vault_server import FakeVault
+
+    a, _ = upstreams
+    canary = "vault-canary-0c9d4e2f"
+    vault = FakeVault()
+    try:
+        vault.put("apps/app", {"api_key": canary})
+        token_file = tmp_path / "vault-token"
+        token_file.write_text(vault.token(ttl=3600))
+        headers = {"upstream": {"set": {"X-Api-Key": "${vault:apps/app#api_key}"}}}
+        agent, first = start_synced(remote, agent_factory, {"specs/routes/app.yaml": app_route(a.dial, headers=headers)},
+                                    vault={"address": vault.address, "tokenFile": str(token_file),
+                                           "refreshInterval": "1s"})
+
+        def key_seen() -> str:
+            return http_get(node.caddy.http_port, "app.example.com").json()["headers"].get("X-Api-Key", "")
+
+        assert key_seen() == canary
+        vault.put("apps/app", {"api_key": canary + "-rotated"})  # no commit: the refresh finds it
+        assert wait_until(lambda: key_seen() == canary + "-rotated", timeout=10)
+
+        vault.down = True
+        second = remote.commit({"specs/routes/app.yaml": app_route(a.dial, headers={"upstream": {"set": {
+            "X-Api-Key": "${vault:apps/app#api_key}", "X-Extra": "1"}}})}, "second")
+        remote.push()
+        assert wait_until(lambda: agent.status().get("phase") == "Degraded", timeout=15), agent.status()
+        status = agent.status()
+        assert status["lastAttempt"]["outcome"] == "secret_error" and "is unavailable" in status["lastAttempt"]["error"]
+        assert status["appliedRevision"] == first and key_seen() == canary + "-rotated"  # the last good serves
+
+        vault.down = False
+        agent.wait_applied(second, timeout=30)
+        assert agent.status()["phase"] == "Synced"
+        log = agent.log.read_text()
+        assert canary not in log and "apply" in log
+        assert canary not in json.dumps(agent.status())
+    finally:
+        vault.close()

@@ -44,6 +44,12 @@ class NodeUnderTest:
         }
         self.config.write_text(json.dumps(settings, indent=2))  # JSON is YAML
 
+    def configure(self, **changes: Any) -> None:
+        """Add or replace top-level keys of agent.yaml (e.g. vault=..., consul=...)."""
+        settings = json.loads(self.config.read_text())
+        settings.update(changes)
+        self.config.write_text(json.dumps(settings, indent=2))
+
     def node(self, capabilities: CaddyCapabilities | None = None, environment: dict[str, str] | None = None) -> Node:
         return Node.from_settings(
             load_settings(self.config, environ={}),
