@@ -82,7 +82,7 @@ def test_missing_secret_key_and_path_name_the_reference_never_a_value(vault, tmp
 
 
 def test_a_vault_reference_without_vault_settings_is_an_error_that_says_what_to_configure() -> None:
-    with pytest.raises(SecretError, match="agent.yaml has no 'vault' section; configure vault.address"):
+    with pytest.raises(SecretError, match=r"agent\.yaml has no 'vault' section; configure vault\.address"):
         SecretResolver({}).resolve_references([ref("vault:apps/app#k")])
 
 

@@ -19,7 +19,6 @@ from hecate_agent.render.caddy import (
     merge,
     render_caddy,
     smooth_sequence,
-    to_json,
 )
 from hecate_agent.spec.loader import DesiredState
 from tests.helpers import SAMPLE_REPO, auth_policy, config, desired_state, route
