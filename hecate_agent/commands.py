@@ -122,7 +122,7 @@ def _apply_exit_codes(node: Node) -> Iterator[None]:
 
 
 def register(cli: click.Group) -> None:
-    for command in (plan, apply, run, status, history, rollback, suspend, resume):
+    for command in (plan, apply, run, status, history, rollback, suspend, resume, rollout):
         cli.add_command(command)
 
 
@@ -308,7 +308,7 @@ def status(ctx: click.Context, output_format: str, fleet: bool, wait_for: str | 
         click.echo(f"suspended: {data['suspended'].get('reason')} (since {data['suspended'].get('at')})")
 
 
-FAILED_OUTCOMES = ("failed", "rolled_back", "invalid", "blocked", "refused")
+FAILED_OUTCOMES = ("failed", "rolled_back", "invalid", "blocked", "refused", "halted")
 
 
 def _fleet_status(settings: AgentSettings, output_format: str, wait_for: str | None, timeout: str) -> None:
@@ -472,3 +472,37 @@ def resume(ctx: click.Context) -> None:
         click.echo("Automatic sync resumed.")
     else:
         click.echo("Automatic sync was not suspended.")
+
+
+@click.group()
+def rollout() -> None:
+    """Fleet rollout coordination (agent.yaml `rollout`, kept in Consul)."""
+
+
+@rollout.command("resume")
+@click.argument("revision")
+@click.pass_context
+def rollout_resume(ctx: click.Context, revision: str) -> None:
+    """Lift the halt on REVISION, so the nodes that refused it take it again."""
+    import consul
+
+    from hecate_agent.consul_status import ConsulPublisher
+    from hecate_agent.rollout import resume as lift
+
+    settings = _settings(ctx)
+    if settings.consul is None:
+        fail("rollout coordination needs consul settings (consul.address) in agent.yaml")
+    client = ConsulPublisher(
+        settings.consul.address,
+        settings.node.name,
+        prefix=settings.consul.prefix,
+        token_file=settings.consul.token_file,
+    ).client
+    try:
+        lifted = lift(client, settings.consul.prefix, revision)
+    except (consul.ConsulException, OSError) as exc:
+        fail(f"cannot reach Consul at {settings.consul.address}: {type(exc).__name__}")
+    if lifted:
+        click.echo(f"Lifted the halt on {revision}; the nodes take it on their next sync.")
+    else:
+        click.echo(f"{revision} was not halted.")

@@ -90,6 +90,18 @@ class ConsulPublisher:
                 return self._failed(exc)
             return self._flush()
 
+    def ensure_session(self) -> str:
+        """The node's session (created if needed): rollout slots live and die with it, like the status."""
+        with self.lock:
+            if self.session is None:
+                self.session = self._create_session()
+            return self.session
+
+    def _create_session(self) -> str:
+        return str(
+            self.client.session.create(name=self.service_id, behavior="delete", ttl=self.session_ttl, lock_delay=0)
+        )
+
     def _register(self) -> None:
         if self.registered:
             return
@@ -106,9 +118,7 @@ class ConsulPublisher:
             return True
         try:
             if self.session is None:
-                self.session = self.client.session.create(
-                    name=self.service_id, behavior="delete", ttl=self.session_ttl, lock_delay=0
-                )
+                self.session = self._create_session()
             body = json.dumps(self.pending, sort_keys=True)
             if not self.client.kv.put(self.key, body, acquire=self.session):
                 # Someone else's session holds the key (a previous run of this node): take over.

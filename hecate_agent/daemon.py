@@ -59,6 +59,7 @@ from hecate_agent.render.bundle import fingerprint
 from hecate_agent.render.caddy import RenderError, parse_listen
 from hecate_agent.render.nginx import listeners_of
 from hecate_agent.report import problem_line
+from hecate_agent.rollout import RolloutCoordinator, RolloutError, RolloutHaltedError
 from hecate_agent.sdnotify import Notifier
 from hecate_agent.secrets import SecretError
 from hecate_agent.settings import AgentSettings, load_settings
@@ -165,6 +166,7 @@ class Daemon:
         self.node = self.node_factory(self.settings)
         self.source = make_source(self.settings)
         self.consul = self._make_consul(self.settings)
+        self.rollout = self._make_rollout()
         self.scheduler: BackgroundScheduler | None = None
         self.http: ThreadingHTTPServer | None = None
         self.worker: threading.Thread | None = None
@@ -180,6 +182,18 @@ class Daemon:
             prefix=settings.consul.prefix,
             token_file=settings.consul.token_file,
             session_ttl=settings.consul.session_ttl.seconds,
+        )
+
+    def _make_rollout(self) -> RolloutCoordinator | None:
+        rollout = self.settings.rollout
+        if rollout is None or self.consul is None:
+            return None
+        return RolloutCoordinator(
+            self.consul,
+            max_concurrent=rollout.max_concurrent,
+            soak=rollout.soak.seconds,
+            wait_timeout=rollout.wait_timeout.seconds,
+            stopping=self.stopping,
         )
 
     def publish_status(self) -> None:
@@ -240,6 +254,7 @@ class Daemon:
         if self.consul is not None:
             self.consul.close()
         self.consul = self._make_consul(settings)
+        self.rollout = self._make_rollout()
         self.cache = ParseCache()
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
@@ -477,6 +492,53 @@ class Daemon:
         return self.state.good_files
 
     def _apply(self, state: DesiredState, revision: str, trigger: str) -> str:
+        """Apply, within a rollout slot when the fleet coordinates a revision this node does not run yet."""
+        rollout = self.rollout
+        if rollout is None or revision == self._applied_revision():
+            return self._apply_now(state, revision, trigger)
+        store, name = self.node.store, self.settings.node.name
+        try:
+            if not rollout.acquire(revision):
+                if not self.stopping.is_set():
+                    self.log.info("no rollout slot yet; trying again", revision=revision)
+                    update_status(
+                        store,
+                        name,
+                        last_attempt={
+                            "revision": revision,
+                            "outcome": "waiting",
+                            "error": "waiting for a rollout slot",
+                        },
+                    )
+                    threading.Timer(1.0, self.trigger, args=("paced",)).start()
+                return "waiting"
+        except RolloutHaltedError as exc:
+            self.log.warning("revision halted by the fleet; not applied", revision=revision, detail=str(exc))
+            update_status(store, name, last_attempt={"revision": revision, "outcome": "halted", "error": str(exc)})
+            return "halted"
+        except RolloutError as exc:
+            self.log.warning("rollout coordination unavailable; not applying yet", revision=revision, error=str(exc))
+            update_status(
+                store, name, last_attempt={"revision": revision, "outcome": "rollout_error", "error": str(exc)}
+            )
+            self._backoff()
+            return "rollout_error"
+        self.log.info("rollout slot taken", revision=revision)
+        try:
+            outcome = self._apply_now(state, revision, trigger)
+            if outcome in ("blocked", "rolled_back", "failed"):
+                error = ((read_status(store) or {}).get("lastAttempt") or {}).get("error") or outcome
+                rollout.halt(revision, f"{outcome}: {error}")
+                self.log.error("revision failed here; halting it for the fleet", revision=revision)
+            elif outcome == "applied" and rollout.soak > 0:
+                self.publish_status()  # the fleet sees "applied" now, not after the soak
+                rollout.soak_wait()  # a bad revision shows itself here before others take it
+            return outcome
+        finally:
+            rollout.release(revision)
+            self.log.info("rollout slot released", revision=revision)
+
+    def _apply_now(self, state: DesiredState, revision: str, trigger: str) -> str:
         store, name = self.node.store, self.settings.node.name
         try:
             with store.lock(wait=60):

@@ -158,6 +158,14 @@ class AgentSettings(_Settings):
     vault: VaultSettings | None = None
     rollout: RolloutSettings | None = None
 
+    @model_validator(mode="after")
+    def _rollout_needs_consul(self) -> AgentSettings:
+        if self.rollout is not None and self.consul is None:
+            raise ValueError(
+                "rollout coordination keeps its semaphore in Consul: set consul.address, or remove rollout"
+            )
+        return self
+
 
 def _canonical(name: str) -> str:
     return name.replace("_", "").lower()

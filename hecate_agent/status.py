@@ -26,6 +26,9 @@ _OUTCOME_PHASE = {
     "quarantined": "Degraded",
     "failed": "Failed",
     "secret_error": "Degraded",
+    "halted": "Halted",
+    "waiting": "Progressing",
+    "rollout_error": "Progressing",
 }
 
 

@@ -1,8 +1,8 @@
 """A small Consul HTTP API server for tests: the subset the agent uses, spoken over real HTTP.
 
 No licensed Consul build can be installed here, so the real `py-consul` client
-talks to this instead: KV with ModifyIndex, `?cas=`, `?acquire=`/`?release=`,
-`?recurse`; sessions with a TTL (expired sessions are invalidated and, with
+talks to this instead: KV with ModifyIndex, `?cas=` (put and delete),
+`?acquire=`/`?release=`, `?recurse`, blocking reads with `?index=`/`?wait=`; sessions with a TTL (expired sessions are invalidated and, with
 behavior `delete`, take their keys with them), renew and destroy; agent
 service registration with a TTL check and `check/pass`. Consul's semantics are
 followed where the agent depends on them; everything else answers 404.
@@ -21,7 +21,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 
 def _seconds(ttl: str) -> float:
-    return float(ttl[:-1]) if ttl.endswith("s") else float(ttl)
+    for suffix, factor in (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)):
+        if ttl.endswith(suffix):
+            return float(ttl[: -len(suffix)]) * factor
+    return float(ttl)
 
 
 class ConsulState:
@@ -33,9 +36,12 @@ class ConsulState:
         self.services: dict[str, dict[str, Any]] = {}
         self.checks: dict[str, dict[str, Any]] = {}
         self.requests = 0
+        self.writes: list[tuple[float, str, bytes]] = []  # every KV write that took effect, in order
+        self.changed = threading.Condition(self.lock)
 
     def tick(self) -> int:
         self.index += 1
+        self.changed.notify_all()  # wakes blocking queries (the caller holds the lock)
         return self.index
 
     def expire(self) -> None:
@@ -176,6 +182,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _kv(self, state: ConsulState, key: str, query: dict[str, str], body: bytes) -> None:
         if self.command == "GET":
+            if "index" in query:
+                # A blocking query: answer when something changed after `index`, or when `wait` runs out.
+                wait = min(_seconds(query.get("wait", "5m")), 600.0)
+                state.changed.wait_for(lambda: state.index > int(query["index"]), timeout=wait)
+                state.expire()
             if "recurse" in query:
                 found = [e for k, e in sorted(state.kv.items()) if k.startswith(key)]
                 self._reply(200 if found else 404, found or None, state.index)
@@ -184,6 +195,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(200 if entry else 404, [entry] if entry else None, state.index)
             return
         if self.command == "DELETE":
+            current = state.kv.get(key)
+            if "cas" in query and int(query["cas"]) != (current["ModifyIndex"] if current else 0):
+                self._reply(200, False)
+                return
             state.kv.pop(key, None)
             state.tick()
             self._reply(200, True)
@@ -209,6 +224,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif existing and existing.get("Session") and "release" not in query:
             entry["Session"] = existing["Session"]
         state.kv[key] = entry
+        state.writes.append((time.monotonic(), key, body))
         self._reply(200, True)
 
     do_GET = do_PUT = do_DELETE = do_POST = _handle
