@@ -155,6 +155,11 @@ class _Handler(BaseHTTPRequestHandler):
                         state.checks[check_id] = {"CheckID": check_id, "Status": "critical", "ttl": _seconds(check["ttl"]),
                                                   "deadline": None, "ServiceID": service_id}
                 self._reply(200, None)
+            elif path.startswith("/v1/agent/service/deregister/"):
+                service_id = path.rsplit("/", 1)[1]
+                state.services.pop(service_id, None)
+                state.checks.pop(f"service:{service_id}", None)
+                self._reply(200, None)
             elif path.startswith("/v1/agent/check/pass/"):
                 check = state.checks.get(path.rsplit("/", 1)[1])
                 if check is None:
@@ -193,6 +198,12 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             entry = state.kv.get(key)
             self._reply(200 if entry else 404, [entry] if entry else None, state.index)
+            return
+        if self.command == "DELETE" and "recurse" in query:
+            for existing_key in [k for k in state.kv if k.startswith(key)]:
+                del state.kv[existing_key]
+            state.tick()
+            self._reply(200, True)
             return
         if self.command == "DELETE":
             current = state.kv.get(key)

@@ -130,6 +130,19 @@ class _Handler(BaseHTTPRequestHandler):
                 self._reply(200, {"data": {"ttl": max(remaining, 0), "renewable": info["renewable"], "id": token}})
             elif path == "/v1/auth/token/renew-self":
                 self._renew(info, token)
+            elif path == "/v1/auth/token/create":
+                child = state.issue(_seconds(body.get("ttl", "3600s")), None, renewable=bool(body.get("renewable", True)))
+                self._reply(200, {"auth": {"client_token": child, "lease_duration": state.tokens[child]["ttl"],
+                                           "renewable": state.tokens[child]["renewable"]}})
+            elif path.startswith("/v1/") and "/metadata/" in path and self.command == "DELETE":
+                mount, _, secret_path = path[len("/v1/") :].partition("/metadata/")
+                state.kv.get(mount, {}).pop(secret_path, None)
+                self.send_response(204)
+                self.end_headers()
+            elif path.startswith("/v1/") and "/data/" in path and self.command in ("POST", "PUT"):
+                mount, _, secret_path = path[len("/v1/") :].partition("/data/")
+                state.kv.setdefault(mount, {})[secret_path] = dict(body.get("data") or {})
+                self._reply(200, {"data": {"version": 1}})
             elif path.startswith("/v1/") and "/data/" in path:
                 mount, _, secret_path = path[len("/v1/") :].partition("/data/")
                 data = state.kv.get(mount, {}).get(secret_path)
@@ -166,3 +179,12 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = _handle
     do_POST = _handle
     do_PUT = _handle
+    do_DELETE = _handle
+
+
+def _seconds(value: str | int) -> int:
+    text = str(value)
+    for suffix, factor in (("h", 3600), ("m", 60), ("s", 1)):
+        if text.endswith(suffix):
+            return int(float(text[: -len(suffix)]) * factor)
+    return int(text)
