@@ -93,6 +93,9 @@ class StateStore:
         self.root = root
         self.keep = keep
         self.snapshots_dir = root / "snapshots"
+        # (inode, mtime, size) of last-applied.json and what it held; files are replaced by
+        # rename, so a new last-known-good always has a new inode.
+        self._last_applied: tuple[tuple[int, int, int], Snapshot | None] | None = None
 
     def ensure(self) -> None:
         try:
@@ -149,8 +152,22 @@ class StateStore:
     # --- last known good ---------------------------------------------------------------
 
     def last_applied(self) -> Snapshot | None:
+        """The last-known-good; re-read only when the file changed (with 10,000 routes it is 5 MB of
+        JSON, and status updates, heartbeats and plans all ask for it)."""
+        path = self.root / "last-applied.json"
+        try:
+            info = path.stat()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StateError(f"{path} is unreadable ({exc}); move it away and re-apply") from None
+        stamp = (info.st_ino, info.st_mtime_ns, info.st_size)
+        if self._last_applied is not None and self._last_applied[0] == stamp:
+            return self._last_applied[1]
         data = self._read("last-applied.json")
-        return Snapshot.from_dict(data) if data else None
+        snapshot = Snapshot.from_dict(data) if data else None
+        self._last_applied = (stamp, snapshot)
+        return snapshot
 
     def record(self, snapshot: Snapshot) -> Snapshot:
         """Store `snapshot` as the new last-known-good (and in the rolling snapshot list)."""

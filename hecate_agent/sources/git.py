@@ -1,23 +1,21 @@
 """Specs from Git: a bare mirror in the state dir, fetched with a timeout, read from the commit's tree.
 
 Specs are read from the object database of one commit, never from a work
-tree that could be half-updated. GitPython reads the objects; every repository
-handle is closed after use (GitPython keeps `git cat-file` children per open
-repository and is known to leak them in daemons: shared/research/python-deps.md),
-and every git process runs with hooks disabled, no prompts, and a timeout.
+tree that could be half-updated, with git's plumbing commands (`ls-tree`,
+`cat-file --batch`), each a short-lived process with hooks disabled, no
+prompts and a timeout. GitPython, which the design first named, is not used:
+it builds a Python object per tree entry (1.2 s to list 10,000 files against
+0.03 s for `ls-tree`) and keeps `git cat-file` children per open repository,
+which leak in daemons (shared/research/python-deps.md).
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import os
 import shlex
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
-
-import git
 
 from hecate_agent.errors import HecateError, SpecProblem
 from hecate_agent.sources.directory import SPEC_SUFFIXES
@@ -83,15 +81,6 @@ def run_git(repo: Path, *args: str, env: dict[str, str] | None = None, timeout: 
     return result.stdout
 
 
-@contextlib.contextmanager
-def opened(path: Path) -> Iterator[git.Repo]:
-    repo = git.Repo(path)
-    try:
-        yield repo
-    finally:
-        repo.close()
-
-
 class BlobCache:
     """Spec files by blob SHA: an unchanged file is never read twice (the loader's cache
     then spares parsing it again)."""
@@ -107,43 +96,87 @@ def read_tree(
     limits: ReadLimits = DEFAULT_LIMITS,
     cache: BlobCache | None = None,
 ) -> tuple[list[SourceFile], list[SpecProblem]]:
-    """The spec files under `subpath` in `revision`, straight from the object database."""
+    """The spec files under `subpath` in `revision`, straight from the object database.
+
+    One `git ls-tree` lists the tree (GitPython builds an object per entry: 1.2 s for
+    10,000 files), and one `git cat-file --batch` reads the blobs the cache lacks, so a
+    push that changes one file reads one blob.
+    """
     subpath = subpath.strip("/").removeprefix("./").rstrip(".") if subpath not in ("", ".") else ""
-    files: list[SourceFile] = []
+    try:
+        listing = _run_bytes(repo_path, "ls-tree", "-r", "-l", "-z", "--full-tree", revision, "--", subpath or ".")
+    except GitError as exc:
+        raise GitError(f"unknown revision {revision!r}: {exc}") from None
+    if subpath and not listing:
+        raise GitError(f"{subpath!r} does not exist in {revision}")
+    files: list[SourceFile | None] = []
     problems: list[SpecProblem] = []
-    with opened(repo_path) as repo:
-        try:
-            commit = repo.commit(revision)
-        except (git.BadName, ValueError) as exc:
-            raise GitError(f"unknown revision {revision!r}: {exc}") from None
-        tree = commit.tree
-        if subpath:
-            try:
-                tree = tree / subpath
-            except KeyError:
-                raise GitError(f"{subpath!r} does not exist in {revision}") from None
-        for item in tree.traverse():
-            if not isinstance(item, git.Blob):
-                continue
-            full_path = str(item.path)
-            relative = full_path[len(subpath) + 1 :] if subpath else full_path
-            if any(part.startswith(".") for part in relative.split("/")) or not relative.endswith(SPEC_SUFFIXES):
-                continue
-            shown = full_path
-            if item.mode == 0o120000:
-                problems.append(SpecProblem(shown, 0, 0, "a symlink in the repository; specs must be plain files"))
-                continue
-            if item.size > limits.max_file_bytes:
-                problems.append(size_problem(shown, item.size, limits.max_file_bytes))
-                continue
-            key = (item.hexsha, relative)
-            cached = cache.files.get(key) if cache is not None else None
-            if cached is None:
-                cached = SourceFile(relative, item.data_stream.read(), full_path)
+    wanted: dict[str, list[tuple[int, str, str]]] = {}  # sha -> [(slot, relative, full path)]
+    for record in listing.split(b"\0"):
+        if not record:
+            continue
+        meta, _, raw_path = record.partition(b"\t")
+        mode, kind, object_id, size = meta.split(None, 3)
+        full_path = raw_path.decode("utf-8", "surrogateescape")
+        relative = full_path[len(subpath) + 1 :] if subpath else full_path
+        if kind != b"blob":
+            continue  # submodules
+        if any(part.startswith(".") for part in relative.split("/")) or not relative.endswith(SPEC_SUFFIXES):
+            continue
+        if mode == b"120000":
+            problems.append(SpecProblem(full_path, 0, 0, "a symlink in the repository; specs must be plain files"))
+            continue
+        if int(size) > limits.max_file_bytes:
+            problems.append(size_problem(full_path, int(size), limits.max_file_bytes))
+            continue
+        key = (object_id.decode(), relative)
+        cached = cache.files.get(key) if cache is not None else None
+        if cached is None:
+            wanted.setdefault(key[0], []).append((len(files), relative, full_path))
+        files.append(cached)
+    if wanted:
+        for blob_id, data in _read_blobs(repo_path, list(wanted)).items():
+            for slot, relative, full_path in wanted[blob_id]:
+                read = SourceFile(relative, data, full_path)
+                files[slot] = read
                 if cache is not None:
-                    cache.files[key] = cached
-            files.append(cached)
-    return files, problems
+                    cache.files[(blob_id, relative)] = read
+    return [f for f in files if f is not None], problems
+
+
+def _run_bytes(repo: Path, *args: str, stdin: bytes | None = None, timeout: float = FETCH_TIMEOUT) -> bytes:
+    try:
+        result = subprocess.run(
+            ["git", "-C", str(repo), *args],
+            input=stdin,
+            capture_output=True,
+            timeout=timeout,
+            env=git_env(),
+            check=False,
+        )
+    except FileNotFoundError:
+        raise GitError("git is not installed") from None
+    except subprocess.TimeoutExpired:
+        raise GitError(f"git {args[0]} did not finish within {timeout:.0f} s") from None
+    if result.returncode != 0:
+        raise GitError(f"git {args[0]} failed: {result.stderr.decode(errors='replace').strip()}")
+    return result.stdout
+
+
+def _read_blobs(repo: Path, shas: list[str]) -> dict[str, bytes]:
+    """Blob contents by SHA, all through one `git cat-file --batch`."""
+    out = _run_bytes(repo, "cat-file", "--batch", stdin="".join(f"{sha}\n" for sha in shas).encode())
+    blobs: dict[str, bytes] = {}
+    position = 0
+    for sha in shas:
+        header_end = out.index(b"\n", position)
+        header = out[position:header_end].split()
+        if len(header) != 3 or header[1] != b"blob":
+            raise GitError(f"git cat-file could not read blob {sha}")
+        size = int(header[2])
+        blobs[sha] = out[header_end + 1 : header_end + 1 + size]
+        position = header_end + 1 + size + 1  # content, then a newline
+    return blobs
 
 
 def repository_of(path: Path) -> tuple[Path, str] | None:

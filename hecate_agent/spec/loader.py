@@ -138,6 +138,14 @@ class ParseCache:
 
     def __init__(self) -> None:
         self._files: dict[tuple[str, bytes], tuple[list[Located[Any]], list[SpecProblem]]] = {}
+        self._facts: dict[int, tuple[Located[Any], Facts]] = {}  # by id(); the document is held so the id stays its
+
+    def facts_of(self, document: Located[Any]) -> Facts:
+        found = self._facts.get(id(document))
+        if found is None or found[0] is not document:
+            found = (document, facts_of(document))
+            self._facts[id(document)] = found
+        return found[1]
 
     def get(self, source: SourceFile) -> tuple[list[Located[Any]], list[SpecProblem]] | None:
         return self._files.get((source.display, hashlib.sha1(source.data).digest()))
@@ -149,6 +157,8 @@ class ParseCache:
         """Forget files that are no longer in the snapshot (bounded memory)."""
         keep = {(f.display, hashlib.sha1(f.data).digest()) for f in files}
         self._files = {k: v for k, v in self._files.items() if k in keep}
+        alive = {id(d) for documents, _ in self._files.values() for d in documents}
+        self._facts = {k: v for k, v in self._facts.items() if k in alive}
 
 
 def load_specs(
@@ -159,7 +169,7 @@ def load_specs(
     config, config_file, problems = _load_config(files, limits, locator)
     documents, more = validate_documents([f for f in files if f.path not in CONFIG_FILES], limits, locator, cache)
     problems += more
-    facts = [facts_of(d) for d in documents]
+    facts = [cache.facts_of(d) for d in documents] if cache is not None else [facts_of(d) for d in documents]
     problems += check_cross_references(facts, config, locator)
     counts = count_kinds(facts, config_file)
     if problems:

@@ -105,7 +105,7 @@ def test_a_thousand_polls_leave_files_processes_and_memory_flat(tmp_path: Path) 
         source.fetch()
         source.snapshot(tip)
         if i % 250 == 0:
-            source.cache.files.clear()  # force real object reads through GitPython now and then
+            source.cache.files.clear()  # force real object reads (cat-file) now and then
     gc.collect()
     assert open_fds() == fds
     assert children() == kids == 0
