@@ -12,6 +12,7 @@ import errno
 import ipaddress
 import os
 import socket
+import struct
 from dataclasses import dataclass
 
 _TABLES = {"tcp": ("tcp", "tcp6"), "udp": ("udp", "udp6")}
@@ -38,8 +39,44 @@ def _decode_address(hex_address: str) -> tuple[str, int]:
     return str(address), int(port_hex, 16)
 
 
-def listening_sockets(proc: str = "/proc") -> list[SocketEntry]:
-    """Every listening TCP socket and unconnected (bound) UDP socket on this host's network namespace."""
+# sock_diag over netlink: the kernel filters by state, so thousands of TIME_WAIT rows cost
+# nothing (reading /proc/net/tcp with 20,000 of them takes ~0.14 s; this takes ~1 ms).
+_NETLINK_SOCK_DIAG = 4
+_SOCK_DIAG_BY_FAMILY = 20
+_NLM_F_REQUEST, _NLM_F_DUMP = 0x1, 0x300
+_NLMSG_ERROR, _NLMSG_DONE = 2, 3
+_TCP_STATE_LISTEN, _TCP_STATE_CLOSE = 10, 7  # an unconnected UDP socket reports "close"
+_DIAG_MSG = struct.Struct("=BBBB HH 16s 16s I 8s IIIII")  # inet_diag_msg (ports big-endian)
+
+
+def _diag_dump(family: int, protocol: int, state: int) -> list[tuple[str, int, int]]:
+    """(address, port, inode) of this family's sockets in `state`, from the kernel's sock_diag."""
+    request = struct.pack("=BBBBI", family, protocol, 0, 0, 1 << state) + bytes(48)  # inet_diag_req_v2
+    header = struct.pack("=IHHII", 16 + len(request), _SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST | _NLM_F_DUMP, 1, 0)
+    found: list[tuple[str, int, int]] = []
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_SOCK_DIAG) as link:
+        link.settimeout(5)
+        link.sendall(header + request)
+        while True:
+            data = link.recv(1 << 16)
+            offset = 0
+            while offset + 16 <= len(data):
+                length, kind = struct.unpack_from("=IH", data, offset)
+                if kind == _NLMSG_DONE:
+                    return found
+                if kind == _NLMSG_ERROR or length < 16:
+                    raise OSError("sock_diag request refused")
+                fields = _DIAG_MSG.unpack_from(data, offset + 16)
+                sport, raw, inode = socket.ntohs(fields[4]), fields[6], fields[14]
+                packed = raw[:4] if family == socket.AF_INET else raw
+                address = ipaddress.ip_address(packed)
+                if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+                    address = address.ipv4_mapped
+                found.append((str(address), sport, inode))
+                offset += (length + 3) & ~3
+
+
+def _from_proc(proc: str) -> list[SocketEntry]:
     found = []
     for protocol, tables in _TABLES.items():
         wanted_state = _TCP_LISTEN if protocol == "tcp" else _UDP_UNCONNECTED
@@ -56,6 +93,24 @@ def listening_sockets(proc: str = "/proc") -> list[SocketEntry]:
             except FileNotFoundError:
                 continue
     return found
+
+
+def listening_sockets(proc: str = "/proc") -> list[SocketEntry]:
+    """Every listening TCP socket and unconnected (bound) UDP socket on this host's network namespace."""
+    if proc != "/proc":
+        return _from_proc(proc)
+    try:
+        return [
+            SocketEntry(name, address, port, inode)
+            for name, protocol, state in (
+                ("tcp", socket.IPPROTO_TCP, _TCP_STATE_LISTEN),
+                ("udp", socket.IPPROTO_UDP, _TCP_STATE_CLOSE),
+            )
+            for family in (socket.AF_INET, socket.AF_INET6)
+            for address, port, inode in _diag_dump(family, protocol, state)
+        ]
+    except OSError:
+        return _from_proc(proc)  # netlink not allowed here (a sandbox): the slower, equivalent path
 
 
 def socket_inodes(pid: int, proc: str = "/proc") -> set[int]:

@@ -211,3 +211,31 @@ def _cli() -> list[str]:
     import sys
 
     return [sys.executable, "-m", "hecate_agent"]
+
+
+def test_netlink_and_proc_agree_on_who_listens() -> None:
+    """The fast sock_diag path and the /proc fallback see the same listeners, v4 and v6, TCP and UDP."""
+    import socket as socket_module
+
+    from hecate_agent.proxies import sockets
+
+    opened = []
+    try:
+        for family, address, kind in ((socket_module.AF_INET, "127.0.0.1", socket_module.SOCK_STREAM),
+                                      (socket_module.AF_INET6, "::1", socket_module.SOCK_STREAM),
+                                      (socket_module.AF_INET, "127.0.0.1", socket_module.SOCK_DGRAM),
+                                      (socket_module.AF_INET6, "::", socket_module.SOCK_DGRAM)):
+            sock = socket_module.socket(family, kind)
+            sock.bind((address, 0))
+            if kind == socket_module.SOCK_STREAM:
+                sock.listen()
+            opened.append(sock)
+        fast, slow = sockets.listening_sockets(), sockets._from_proc("/proc")
+        assert sorted(fast, key=repr) == sorted(slow, key=repr)
+        for sock in opened:
+            port = sock.getsockname()[1]
+            protocol = "tcp" if sock.type == socket_module.SOCK_STREAM else "udp"
+            assert any(s.port == port and s.protocol == protocol for s in fast), (protocol, port)
+    finally:
+        for sock in opened:
+            sock.close()

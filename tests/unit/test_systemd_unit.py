@@ -17,7 +17,7 @@ def test_unit_declares_notify_watchdog_and_restart() -> None:
     text = UNIT.read_text()
     for line in ("Type=notify", "NotifyAccess=main", "WatchdogSec=60s", "Restart=on-failure",
                  "ExecReload=/bin/kill -HUP $MAINPID", "NoNewPrivileges=yes", "ProtectSystem=strict",
-                 "ProtectHome=yes", "PrivateTmp=yes", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+                 "ProtectHome=yes", "PrivateTmp=yes", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK",
                  "SystemCallFilter=@system-service"):
         assert line in text, line
 
