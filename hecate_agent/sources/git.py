@@ -204,6 +204,21 @@ def describe(path: Path) -> str | None:
     return f"{commit}-dirty" if dirty else commit
 
 
+def _read_ref(repo: Path, ref: str) -> str | None:
+    """A ref's object id from a loose ref file or packed-refs (None if neither has it)."""
+    try:
+        value = (repo / ref).read_text().strip()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        value = ""
+    if not value:
+        try:
+            packed = (repo / "packed-refs").read_text()
+        except FileNotFoundError:
+            return None
+        value = next((line.split(" ", 1)[0] for line in packed.splitlines() if line.endswith(f" {ref}")), "")
+    return value if len(value) in (40, 64) and all(c in "0123456789abcdef" for c in value) else None
+
+
 class GitSource:
     """Follows one branch of a remote through a bare mirror under the state directory."""
 
@@ -257,25 +272,42 @@ class GitSource:
         run_git(self.mirror, "remote", "add", "origin", self.url, env=self._env())
 
     def fetch(self) -> str:
-        """Fetch the branch; return its tip. Refuses force pushes and unsigned commits when configured."""
+        """Fetch the branch; return its tip. Refuses force pushes and unsigned commits when configured.
+
+        An idle poll is one `git ls-remote` (~6 ms of CPU); the fetch (~9 ms, and the
+        object transfer) only runs when the remote's tip differs from the mirror's.
+        """
         self._ensure_mirror()
         env = self._env()
         previous = self.known_tip or self._current_tip()
-        # Full history (no --depth): the force-push check needs ancestry.
-        run_git(
-            self.mirror,
-            "fetch",
-            "--quiet",
-            "--no-tags",
-            "--prune",
-            "origin",
-            f"+refs/heads/{self.branch}:{self.ref}",
-            env=env,
-            timeout=self.timeout,
-        )
+        listed = run_git(self.mirror, "ls-remote", "origin", f"refs/heads/{self.branch}", env=env, timeout=self.timeout)
+        remote_tip = listed.split("\t", 1)[0].strip() if listed.strip() else None
+        if remote_tip is None:
+            raise GitError(f"branch {self.branch!r} does not exist on {self.url}")
+        if remote_tip != self._current_tip():
+            # Full history (no --depth): the force-push check needs ancestry. No maintenance or
+            # FETCH_HEAD either: the mirror is ours, and they cost CPU on every change.
+            run_git(
+                self.mirror,
+                "-c",
+                "gc.auto=0",
+                "-c",
+                "maintenance.auto=false",
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                "--prune",
+                "--no-write-fetch-head",
+                "origin",
+                f"+refs/heads/{self.branch}:{self.ref}",
+                env=env,
+                timeout=self.timeout,
+            )
         tip = self._current_tip()
         if tip is None:
             raise GitError(f"branch {self.branch!r} does not exist on {self.url}")
+        if tip == self.known_tip:
+            return tip  # checked when it was first seen
         if previous and tip != previous and not self.allow_force_push and not self._is_ancestor(previous, tip):
             raise ForcePushRefusedError(
                 f"branch {self.branch} was force-pushed: {tip[:12]} does not descend from {previous[:12]}. "
@@ -296,6 +328,10 @@ class GitSource:
         self.known_tip = tip
 
     def _current_tip(self) -> str | None:
+        """The mirror's ref, read from its files: a `git rev-parse` per poll is ~4 ms of CPU for nothing."""
+        found = _read_ref(self.mirror, self.ref)
+        if found is not None:
+            return found
         try:
             return run_git(self.mirror, "rev-parse", "--verify", "--quiet", self.ref, timeout=10).strip() or None
         except GitError:

@@ -53,6 +53,8 @@ def test_fetch_reads_the_commit_tree_and_caches_blobs(tmp_path: Path) -> None:
     assert source.fetch() == second
     again, _ = source.snapshot(second)
     assert again[0] is files[0]  # the unchanged blob came from the cache
+    git(source.mirror, "pack-refs", "--all")  # the tip is read from ref files; packed ones count too
+    assert not (source.mirror / source.ref).exists() and source._current_tip() == second
 
 
 def test_force_push_refused_unless_allowed(tmp_path: Path) -> None:
