@@ -95,7 +95,10 @@ class DirectorySource:
         if not self.directory.exists():
             raise HecateError(f"source.directory {self.directory} does not exist")
         files, problems = read_directory(self.directory)
-        revision = f"sha256:{snapshot_digest(files)}"
+        # Files the reader refused (too big, a symlink, a FIFO) are not in `files`: they must still
+        # make a new revision, or adding one would look like "nothing changed" and go unreported.
+        refused = [SourceFile(f"\0refused/{p.file}", p.message.encode()) for p in problems]
+        revision = f"sha256:{snapshot_digest(files + refused)}"
         self._last = (revision, files, problems)
         return revision
 

@@ -27,6 +27,8 @@ _PATTERN_MEANING: dict[str, str] = {
     "only appear in '${NAME}' or '${vault:path#key}' references (other braces would be read by Caddy as "
     "placeholders such as {env.SECRET})",
     r"^[0-9A-Fa-f:.]+$": "an IP address such as '0.0.0.0', '127.0.0.1' or '::'",
+    types.STREAM_SERVER_PATTERN: "a server 'host:port' (host name, IPv4 or [IPv6] address; with a preset, "
+    "the host alone), without spaces, ';' or braces",
     types.URL_OR_REFERENCE_PATTERN: "an http:// or https:// URL (or a single ${VAR} or ${vault:path#key} reference)",
 }
 
@@ -73,7 +75,7 @@ def friendly_message(error: ErrorDetails, allowed_fields: list[str] | None = Non
         advice = ""
         if kind == "string_type" and isinstance(given, int | float | bool):
             advice = "; put the value in quotes"
-        elif kind == "int_type" and isinstance(given, str):
+        elif kind == "int_type" and isinstance(given, str) and given.strip().lstrip("+-").isdigit():
             advice = "; remove the quotes"
         return f"expected {expected}, got {describe_input(given)}{advice}"
     if kind == "string_pattern_mismatch":

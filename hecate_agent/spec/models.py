@@ -23,6 +23,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from hecate_agent.spec.types import (
+    STREAM_SERVER_PATTERN,
     Dial,
     Domain,
     Duration,
@@ -246,7 +247,7 @@ class AuthPolicyDocument(SpecModel):
 StreamServer = Annotated[
     str,
     Field(
-        pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?)(:[0-9]{1,5})?$",
+        pattern=STREAM_SERVER_PATTERN,
         description="Upstream 'host:port'; with a preset, the host alone (each preset port maps to itself).",
     ),
 ]

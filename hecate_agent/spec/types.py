@@ -186,6 +186,7 @@ Domain = Annotated[
 PORT_PATTERN = r"([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
 UPSTREAM_HOST_PATTERN = r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?)"
 DIAL_PATTERN = f"^{UPSTREAM_HOST_PATTERN}:{PORT_PATTERN}$"
+STREAM_SERVER_PATTERN = r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?)(:[0-9]{1,5})?$"
 
 
 def normalize_upstream_host(host: str, original: str) -> str:
@@ -195,6 +196,8 @@ def normalize_upstream_host(host: str, original: str) -> str:
         except ValueError:
             raise _fail(f"{original!r}: {host} is not a valid IPv6 address") from None
         return host.lower()
+    if "://" in original:
+        raise _fail(f"{original!r}: write host:port without a scheme, e.g. '10.0.0.5:8080'")
     if ":" in host:
         raise _fail(f"{original!r}: put an IPv6 address in brackets, e.g. '[2001:db8::1]:8080'")
     lowered = host.lower()

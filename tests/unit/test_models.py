@@ -200,7 +200,7 @@ INVALID: list[tuple[str, dict[str, Any], str, str, bool]] = [
     ("stream-all-backup", stream(upstreams=[{"server": "a:1", "backup": True}]), "spec",
      "at least one must be a primary", MODEL_ONLY),
     ("stream-server-injection", stream(upstreams=[{"server": "a b;:1"}]), "spec.upstreams[0].server",
-     "text matching", BOTH),
+     "without spaces, ';' or braces", BOTH),
     ("max-fails-negative", stream(upstreams=[{"server": "a:1", "maxFails": -1}]),
      "spec.upstreams[0].maxFails", "at least 0", BOTH),
     ("fail-timeout", stream(upstreams=[{"server": "a:1", "failTimeout": "soon"}]),
