@@ -31,6 +31,9 @@ bench: bootstrap
 	$(PY) bench/validate.py
 	$(PY) bench/apply.py
 	$(PY) bench/convergence.py
+	$(PY) bench/incremental_plan.py
+	$(PY) bench/idle.py
+	$(PY) bench/zero_drop.py
 
 schemas: bootstrap
 	$(VENV)/bin/hecate-agent schema --output schemas

@@ -167,6 +167,7 @@ class Daemon:
         self.cache = ParseCache()
         self.settings = load_settings(config_path, environ)
         self.node = self.node_factory(self.settings)
+        self.node.store.ensure()  # 0700 before anything (the Git mirror) creates it more loosely
         self.source = make_source(self.settings)
         self.consul = self._make_consul(self.settings)
         self.rollout = self._make_rollout()
@@ -800,7 +801,11 @@ class Daemon:
                 if self.path != "/hooks/git":
                     self._send(404, b'{"error": "not found"}')
                     return
-                length = int(self.headers.get("Content-Length") or 0)
+                declared = (self.headers.get("Content-Length") or "0").strip()
+                if not declared.isdigit():  # negative or garbage: never read "until the peer closes"
+                    self._send(400, b'{"error": "bad Content-Length"}')
+                    return
+                length = int(declared)
                 if length > MAX_WEBHOOK_BODY:
                     self._send(413, b'{"error": "payload too large"}')
                     return
@@ -829,16 +834,21 @@ class Daemon:
         except OSError:
             return 500, "cannot read the webhook secret"
         lower = {k.lower(): v for k, v in headers.items()}
-        expected = hmac.new(secret, body, hashlib.sha256).hexdigest()
+        expected = hmac.new(secret, body, hashlib.sha256).hexdigest().encode()
         if "x-hub-signature-256" in lower:
             given = lower["x-hub-signature-256"].removeprefix("sha256=")
-            return None if hmac.compare_digest(given, expected) else (401, "bad signature")
+            return None if _same(given, expected) else (401, "bad signature")
         if "x-gitea-signature" in lower:
-            return None if hmac.compare_digest(lower["x-gitea-signature"], expected) else (401, "bad signature")
+            return None if _same(lower["x-gitea-signature"], expected) else (401, "bad signature")
         if "x-gitlab-token" in lower:
-            ok = hmac.compare_digest(lower["x-gitlab-token"].encode(), secret)
-            return None if ok else (401, "bad token")
+            return None if _same(lower["x-gitlab-token"], secret) else (401, "bad token")
         return 401, "missing signature"
+
+
+def _same(given: str, expected: bytes) -> bool:
+    """Constant-time comparison of a header value with the expected bytes. Bytes, not str:
+    `hmac.compare_digest` raises on non-ASCII text, and a header can hold anything."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected)
 
 
 def run(config_path: Path | None) -> int:

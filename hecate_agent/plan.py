@@ -277,6 +277,14 @@ def make_plan(
                 fields = json_diff(last_specs[key], desired_specs[key])
             if not fields:
                 fields = json_diff(have, want)
+            elif secrets:
+                # The spec diff explains the change, but a secret may have changed with it (a rotation
+                # alongside an edit): say so, without either value.
+                fields += [
+                    c
+                    for c in json_diff(have, want)
+                    if contains_secret(c.before, secrets) or contains_secret(c.after, secrets)
+                ]
         drift: list[FieldChange] = []
         if last is not None and last.get(key) != have and not (last.get(key) in (None, {}) and have in (None, {})):
             drift = json_diff(last.get(key), have)

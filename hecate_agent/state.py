@@ -101,6 +101,11 @@ class StateStore:
         try:
             self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
             self.snapshots_dir.mkdir(exist_ok=True, mode=0o700)
+            # Snapshots hold resolved secrets: whoever created the folder first (a Git mirror made
+            # with parents=True, an installer), it is the agent's alone.
+            for folder in (self.root, self.snapshots_dir):
+                if folder.stat().st_mode & 0o077:
+                    folder.chmod(0o700)
         except OSError as exc:
             raise StateError(f"cannot create the state directory {self.root}: {exc.strerror}") from None
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import io
 import json
 import socket
@@ -53,29 +51,6 @@ def test_logs_are_json_with_priority_and_secrets_redacted() -> None:
     assert first["nested"] == {"password": "<redacted>", "ok": 1}
     assert "CCCC" not in stream.getvalue()
     assert json.loads(lines[1][3:])["exception"][0]["exc_type"] == "ValueError"
-
-
-def test_webhook_signatures(tmp_path: Path) -> None:
-    from hecate_agent.daemon import Daemon
-
-    secret = tmp_path / "secret"
-    secret.write_text("topsecret\n")
-
-    class Fake:
-        class settings:  # noqa: N801
-            class http:  # noqa: N801
-                webhook_secret_file = secret
-
-    check = Daemon.check_webhook
-    body = b'{"ref":"refs/heads/main"}'
-    good = hmac.new(b"topsecret", body, hashlib.sha256).hexdigest()
-    assert check(Fake(), {"X-Hub-Signature-256": f"sha256={good}"}, body) is None  # type: ignore[arg-type]
-    assert check(Fake(), {"X-Hub-Signature-256": "sha256=00"}, body) == (401, "bad signature")  # type: ignore[arg-type]
-    assert check(Fake(), {"X-Gitea-Signature": good}, body) is None  # type: ignore[arg-type]
-    assert check(Fake(), {"X-Gitlab-Token": "topsecret"}, body) is None  # type: ignore[arg-type]
-    assert check(Fake(), {}, body) == (401, "missing signature")  # type: ignore[arg-type]
-    Fake.settings.http.webhook_secret_file = None  # type: ignore[assignment]
-    assert check(Fake(), {}, body)[0] == 404  # type: ignore[arg-type,index]
 
 
 def test_a_full_notify_socket_never_blocks(tmp_path: Path) -> None:
