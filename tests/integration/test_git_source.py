@@ -222,21 +222,3 @@ def test_ssh_deploy_key_is_used_with_strict_options(tmp_path: Path, monkeypatch:
     for expected in ("-i", str(key), "IdentitiesOnly=yes", "BatchMode=yes", "StrictHostKeyChecking=yes"):
         assert expected in args, (expected, args)
     assert "git@git.example.test" in args
-
-
-def test_repository_hooks_never_run(tmp_path: Path) -> None:
-    remote = Remote(tmp_path / "git")
-    remote.commit({"specs/a.yaml": spec("a")}, "one")
-    remote.push()
-    source = GitSource(str(remote.bare), "main", tmp_path / "mirror", path="specs")
-    source.fetch()
-    marker = tmp_path / "hook-ran"
-    for hook in ("reference-transaction", "post-checkout", "post-merge"):
-        path = tmp_path / "mirror" / "hooks" / hook
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(f"#!/bin/sh\ntouch {marker}\n")
-        path.chmod(0o755)
-    remote.commit({"specs/b.yaml": spec("b")}, "two")
-    remote.push()
-    source.fetch()  # a plain fetch runs reference-transaction hooks unless they are disabled
-    assert not marker.exists()
