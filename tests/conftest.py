@@ -1,13 +1,20 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.support.caddy import CADDY, CaddyInstance
 from tests.support.nginx import NginxInstance, nginx_available
 from tests.support.node import NodeUnderTest
+
+# Property tests run a quick profile by default; `HYPOTHESIS_PROFILE=slow` runs 10,000 examples each.
+settings.register_profile("default", max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("slow", max_examples=10_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from hecate_agent.spec.loader import SourceFile, load_specs
 from tests.e2e.conftest import Remote, git
 from tests.helpers import dump_yaml, route, stream
 
+EXAMPLES = 10_000 if os.environ.get("HYPOTHESIS_PROFILE") == "slow" else 300
 # Every placeholder the renderer itself writes; anything else in braces came from a spec.
 OUR_PLACEHOLDERS = {"{http.request.host}", "{http.request.uri}", "{http.request.uuid}", "{http.request.remote.host}",
                     "{http.request.method}", "{http.reverse_proxy.header.X-Authentik-Username}"}
@@ -79,7 +80,7 @@ def check_caddy(state: Any) -> None:
         assert "\r" not in value and "\n" not in value and "\x00" not in value, value
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(value=HOSTILE, field=st.sampled_from(["set", "upstream", "remove", "domain", "path", "label", "name", "dial"]))
 def test_hostile_route_text_never_reaches_caddy_as_placeholders_or_header_breaks(value: str, field: str) -> None:
     doc = route("app", "app.example.com")
@@ -105,7 +106,7 @@ def test_hostile_route_text_never_reaches_caddy_as_placeholders_or_header_breaks
         check_caddy(state)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(value=HOSTILE, field=st.sampled_from(["server", "address", "name"]))
 def test_hostile_stream_text_never_becomes_an_nginx_directive(value: str, field: str) -> None:
     doc = stream("db", port=25432)

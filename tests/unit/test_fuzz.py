@@ -6,22 +6,15 @@ The default profile is quick; `HYPOTHESIS_PROFILE=slow` runs 10,000 examples per
 from __future__ import annotations
 
 import copy
-import os
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from hecate_agent.errors import SpecProblem
 from hecate_agent.spec.loader import SourceFile, load_specs
 from hecate_agent.spec.yamlio import parse_yaml
 from tests.helpers import auth_policy, config, dump_yaml, route, stream
-
-settings.register_profile("default", max_examples=150, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("slow", max_examples=10_000, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
