@@ -17,7 +17,6 @@ last-known-good, report Degraded, retry with backoff.
 from __future__ import annotations
 
 import contextlib
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -214,15 +213,21 @@ def _read_secret_file(path: Path, field: str) -> str:
     return value
 
 
-# Environment variables whose values are secret by their name alone.
-SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|KEY|CREDENTIAL|AUTH|PRIVATE|CERT", re.IGNORECASE)
+# Environment variables whose values are secret by their name alone: a word of the name (split at
+# '_') is one of these, or ends in one (APIKEY, DBPASSWORD). AUTHENTIK_OUTPOST_URL is not a secret.
+SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "PASS", "PWD", "KEY", "CREDENTIAL", "CREDENTIALS", "AUTH",
+                "PRIVATE", "CERT", "COOKIE", "SESSION", "SIGNATURE", "SALT", "DSN")
+
+
+def secret_name(name: str) -> bool:
+    return any(word.endswith(SECRET_WORDS) for word in name.upper().split("_"))
 
 
 def is_sensitive(reference: Reference) -> bool:
     """Vault values and anything sent to a backend in a header are secrets; so are environment
     variables named like one. The rest (an outpost URL, DNS resolvers, an ACME e-mail address held
     in plain variables) stays visible, so plans remain readable and `render` output loads."""
-    return reference.is_vault or "headers.upstream" in reference.where or bool(SECRET_NAME.search(reference.name))
+    return reference.is_vault or "headers.upstream" in reference.where or secret_name(reference.name)
 
 
 @dataclass(frozen=True)
