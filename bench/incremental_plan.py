@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hecate_agent.apply import apply_prepared, prepare
+from hecate_agent.apply import apply_prepared, cycle_collector_paused, prepare
 from hecate_agent.sources.git import GitSource
 from hecate_agent.spec.loader import ParseCache, load_specs
 from tests.support.caddy import CaddyInstance
@@ -99,7 +99,8 @@ def main() -> None:
                 profiler = cProfile.Profile() if args.profile and run == args.runs - 1 else None
                 if profiler is not None:
                     profiler.enable()
-                result = load_specs(files, cache=cache)
+                with cycle_collector_paused():  # as the daemon does
+                    result = load_specs(files, cache=cache)
                 cache.retain(files)
                 loaded = time.perf_counter()
                 assert result.state is not None

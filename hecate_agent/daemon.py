@@ -43,6 +43,7 @@ from hecate_agent.apply import (
     Node,
     RollbackError,
     apply_prepared,
+    cycle_collector_paused,
     owned_part,
     prepare,
     prepare_rendered,
@@ -432,7 +433,8 @@ class Daemon:
             return "noop"  # an unchanged revision costs a fetch, not a plan; drift checks watch the live side
 
         files, problems = self.source.snapshot(revision)
-        result = load_specs(files, cache=self.cache)
+        with cycle_collector_paused():  # 10,000 cached documents make every collection a full scan
+            result = load_specs(files, cache=self.cache)
         self.cache.retain(files)
         problems = sorted(problems + result.problems)
         if not problems and result.state is not None:
