@@ -299,7 +299,7 @@ def status(ctx: click.Context, output_format: str, fleet: bool, wait_for: str | 
         return
     attempt = data.get("lastAttempt") or {}
     click.echo(f"node:      {data['node']}")
-    click.echo(f"phase:     {data['phase']}")
+    click.echo(f"phase:     {_phase_text(data)}")
     click.echo(f"applied:   {data.get('appliedRevision') or '-'}")
     click.echo(f"last:      {attempt.get('outcome')} {attempt.get('revision')} at {attempt.get('at')}")
     if attempt.get("error"):
@@ -361,6 +361,16 @@ def _fleet_status(settings: AgentSettings, output_format: str, wait_for: str | N
         time.sleep(1.0)
 
 
+def _phase_text(status: dict[str, Any]) -> str:
+    """The phase, and for a rollout halt who halted it ("Halted by edge-3")."""
+    halted_by = (status.get("lastAttempt") or {}).get("haltedBy")
+    return (
+        f"{status.get('phase')} by {halted_by}"
+        if status.get("phase") == "Halted" and halted_by
+        else str(status.get("phase"))
+    )
+
+
 def _print_fleet(nodes: list[dict[str, Any]], output_format: str) -> None:
     if output_format == "json":
         click.echo(json.dumps(nodes, indent=2, sort_keys=True))
@@ -379,7 +389,7 @@ def _print_fleet(nodes: list[dict[str, Any]], output_format: str) -> None:
         rows.append(
             (
                 str(node.get("node")),
-                str(node.get("phase")),
+                _phase_text(node),
                 str(node.get("appliedRevision") or "-")[:12],
                 str(node.get("desiredRevision") or "-")[:12],
                 f"{attempt.get('outcome') or '-'} {attempt.get('at') or ''}".strip(),

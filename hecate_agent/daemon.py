@@ -520,7 +520,16 @@ class Daemon:
                 return "waiting"
         except RolloutHaltedError as exc:
             self.log.warning("revision halted by the fleet; not applied", revision=revision, detail=str(exc))
-            update_status(store, name, last_attempt={"revision": revision, "outcome": "halted", "error": str(exc)})
+            update_status(
+                store,
+                name,
+                last_attempt={
+                    "revision": revision,
+                    "outcome": "halted",
+                    "error": str(exc),
+                    "haltedBy": exc.halt.get("node"),
+                },
+            )
             return "halted"
         except RolloutError as exc:
             self.log.warning("rollout coordination unavailable; not applying yet", revision=revision, error=str(exc))

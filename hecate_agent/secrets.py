@@ -215,8 +215,25 @@ def _read_secret_file(path: Path, field: str) -> str:
 
 # Environment variables whose values are secret by their name alone: a word of the name (split at
 # '_') is one of these, or ends in one (APIKEY, DBPASSWORD). AUTHENTIK_OUTPOST_URL is not a secret.
-SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "PASS", "PWD", "KEY", "CREDENTIAL", "CREDENTIALS", "AUTH",
-                "PRIVATE", "CERT", "COOKIE", "SESSION", "SIGNATURE", "SALT", "DSN")
+SECRET_WORDS = (
+    "TOKEN",
+    "SECRET",
+    "PASSWORD",
+    "PASSWD",
+    "PASS",
+    "PWD",
+    "KEY",
+    "CREDENTIAL",
+    "CREDENTIALS",
+    "AUTH",
+    "PRIVATE",
+    "CERT",
+    "COOKIE",
+    "SESSION",
+    "SIGNATURE",
+    "SALT",
+    "DSN",
+)
 
 
 def secret_name(name: str) -> bool:

@@ -74,6 +74,8 @@ def update_status(
             "outcome": last_attempt.get("outcome"),
             "error": last_attempt.get("error"),
         }
+        if last_attempt.get("haltedBy"):
+            status["lastAttempt"]["haltedBy"] = last_attempt["haltedBy"]
     if desired_revision is not None:
         status["desiredRevision"] = desired_revision
     elif last_attempt is not None and last_attempt.get("revision"):

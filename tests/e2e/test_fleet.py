@@ -120,7 +120,7 @@ def test_a_fleet_rolls_out_two_at_a_time_halts_a_bad_revision_and_takes_the_fix(
         halted = {n: s for n, s in statuses.items() if s["lastAttempt"]["outcome"] == "halted"}
         assert 1 <= len(failed) <= 2 and len(halted) >= NODES - 2, statuses
         for status in halted.values():
-            assert status["phase"] == "Halted"
+            assert status["phase"] == "Halted" and status["lastAttempt"]["haltedBy"] in failed
             assert any(status["lastAttempt"]["error"].startswith(f"halted by node {n}:") for n in failed)
         assert all(s["appliedRevision"] == first for s in statuses.values())  # every node still serves `first`
         assert max(holder_counts(consul_server, bad)) <= 2
@@ -128,6 +128,8 @@ def test_a_fleet_rolls_out_two_at_a_time_halts_a_bad_revision_and_takes_the_fix(
         assert wait_until(lambda: all(published(consul_server).get(n, {}).get("phase") == "Halted" for n in halted),
                           timeout=10), published(consul_server)
 
+        table = fleet_cli(agents[0], "status", "--fleet")
+        assert any(f"Halted by {n}" in table.stdout for n in failed), table.stdout
         refused = fleet_cli(agents[0], "status", "--fleet", "--wait-for", bad, "--timeout", "5s")
         assert refused.returncode != 0
         assert f"{bad} failed on: " in refused.stderr and all(f"edge-{i}" in refused.stderr for i in range(NODES))
