@@ -94,3 +94,25 @@ def test_many_contenders_never_exceed_the_limit(consul_server) -> None:
     assert len(inside) == 6 and max(inside) == 2
     locks = [json.loads(base64.b64decode(e["Value"])) for k, e in consul_server.state.kv.items() if k.endswith(".lock")]
     assert locks and all(lock["Holders"] == [] and lock["Limit"] == 2 for lock in locks)  # every slot given back
+
+
+def test_rollout_resume_from_the_command_line(consul_server, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    config = tmp_path / "agent.yaml"
+    config.write_text(json.dumps({"node": {"name": "ops"}, "stateDir": str(tmp_path / "state"),
+                                  "consul": {"address": f"http://127.0.0.1:{consul_server.port}"}}))
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "hecate_agent", "--config", str(config), *args],
+                              capture_output=True, text=True, timeout=60, check=False)
+
+    coordinator(consul_server, "edge-1").halt(REV, "blocked: verification failed")
+    lifted = cli("rollout", "resume", REV)
+    assert lifted.returncode == 0 and f"Lifted the halt on {REV}" in lifted.stdout
+    again = cli("rollout", "resume", REV)
+    assert again.returncode == 0 and "was not halted" in again.stdout
+    consul_server.down = True
+    down = cli("rollout", "resume", REV)
+    assert down.returncode == 1 and "cannot reach Consul" in down.stderr
