@@ -29,7 +29,7 @@ from hecate_agent.proxies import sockets
 from hecate_agent.proxies.caddy import CaddyAdmin, CaddyConflictError, CaddyError, LiveConfig
 from hecate_agent.proxies.nginx import NginxError, NginxSettings, NginxStreams
 from hecate_agent.render.bundle import Rendered, fingerprint, render_all
-from hecate_agent.render.caddy import ID_PREFIX, CaddyCapabilities, CaddySettings, merge, parse_listen
+from hecate_agent.render.caddy import ID_PREFIX, CaddyCapabilities, CaddySettings, RenderCache, merge, parse_listen
 from hecate_agent.render.nginx import Listener
 from hecate_agent.secrets import SecretResolver, VaultClient
 from hecate_agent.settings import AgentSettings
@@ -72,6 +72,7 @@ class Node:
     capabilities: CaddyCapabilities
     resolver: SecretResolver
     nginx_include_checked: bool = False  # `nginx -T` once per process, not per apply
+    render_cache: RenderCache = field(default_factory=RenderCache)
 
     @classmethod
     def from_settings(
@@ -214,6 +215,7 @@ def _prepare(node: Node, state: DesiredState, revision: str) -> Prepared:
         capabilities=node.capabilities,
         environment=resolution.values,
         nginx_enabled=node.nginx is not None,
+        cache=node.render_cache,
     )
     return _prepare_rendered(node, rendered, resolution.sensitive)
 

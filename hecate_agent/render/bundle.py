@@ -14,7 +14,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hecate_agent.render.caddy import CaddyCapabilities, CaddySettings, RenderError, parse_listen, render_caddy
+from hecate_agent.render.caddy import (
+    CaddyCapabilities,
+    CaddySettings,
+    RenderCache,
+    RenderError,
+    parse_listen,
+    render_caddy,
+)
 from hecate_agent.render.nginx import Listener, all_listeners, format_address, render_nginx
 from hecate_agent.spec.loader import DesiredState
 
@@ -40,14 +47,16 @@ def fingerprint(caddy_owned: Mapping[str, Any], nginx_files: Mapping[str, str]) 
     return digest.hexdigest()[:16]
 
 
-def spec_documents(state: DesiredState) -> dict[str, Any]:
+def spec_documents(state: DesiredState, cache: RenderCache | None = None) -> dict[str, Any]:
     """Each resource's spec as JSON values (what plans diff at the field level)."""
     out: dict[str, Any] = {}
     for group in (state.routes, state.auth_policies, state.streams):
         for located in group:
             doc = located.doc
-            out[f"{doc.kind}/{doc.metadata.name}"] = doc.model_dump(
-                mode="json", by_alias=True, exclude={"api_version", "kind"}
+            out[f"{doc.kind}/{doc.metadata.name}"] = (
+                cache.spec(doc)
+                if cache is not None
+                else doc.model_dump(mode="json", by_alias=True, exclude={"api_version", "kind"})
             )
     out["Config/global"] = state.config.model_dump(mode="json", by_alias=True)
     return out
@@ -61,12 +70,13 @@ def render_all(
     capabilities: CaddyCapabilities,
     environment: Mapping[str, str],
     nginx_enabled: bool = True,
+    cache: RenderCache | None = None,
 ) -> Rendered:
     """Render both proxies; raises RenderError with every problem (missing modules, port clashes, ...)."""
     problems: list[str] = []
     owned: dict[str, Any] = {}
     try:
-        owned = render_caddy(state, caddy, capabilities, environment)
+        owned = render_caddy(state, caddy, capabilities, environment, cache)
     except RenderError as exc:
         problems.extend(exc.problems)
     listeners = tuple(all_listeners(state))
@@ -77,7 +87,7 @@ def render_all(
     problems.extend(port_clashes(listeners, caddy))
     if problems:
         raise RenderError(problems)
-    return Rendered(revision, owned, render_nginx(state), listeners, spec_documents(state))
+    return Rendered(revision, owned, render_nginx(state), listeners, spec_documents(state, cache))
 
 
 def _caddy_sockets(settings: CaddySettings) -> list[tuple[str, str, int]]:

@@ -17,10 +17,12 @@ Facts about Caddy 2.6.2 used here are in shared/research/proxy-brief.md.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -136,6 +138,46 @@ def _duration(value: Duration) -> str:
     return str(value)
 
 
+class RenderCache:
+    """Rendered routes reused while nothing they depend on changed.
+
+    A daemon re-rendering 10,000 routes after a one-file change would otherwise redo
+    all of them. An entry is keyed by the route's document (identity: the loader's
+    ParseCache hands back the same object for an unchanged file) and by a digest of
+    everything else a route's output depends on (global config, auth policies,
+    capabilities, settings, resolved references); it also keeps the problems the
+    route raised, so a cached render reports exactly what a fresh one would. Outputs
+    are shared, never modified: every consumer (merge, plan, the admin client) copies
+    what it changes.
+    """
+
+    def __init__(self) -> None:
+        self._routes: dict[tuple[int, str], tuple[object, str, Any, list[str]]] = {}
+        self._specs: dict[int, tuple[object, dict[str, Any]]] = {}
+
+    def route(self, kind: str, doc: object, context: str) -> tuple[Any, list[str]] | None:
+        found = self._routes.get((id(doc), kind))
+        if found is None or found[0] is not doc or found[1] != context:
+            return None
+        return found[2], found[3]
+
+    def keep_route(self, kind: str, doc: object, context: str, output: Any, problems: list[str]) -> None:
+        self._routes[(id(doc), kind)] = (doc, context, output, problems)
+
+    def spec(self, doc: Any) -> dict[str, Any]:
+        found = self._specs.get(id(doc))
+        if found is None or found[0] is not doc:
+            found = (doc, doc.model_dump(mode="json", by_alias=True, exclude={"api_version", "kind"}))
+            self._specs[id(doc)] = found
+        return found[1]
+
+    def retain(self, docs: Iterable[object]) -> None:
+        """Forget documents that are no longer in the revision (bounded memory)."""
+        alive = {id(d) for d in docs}
+        self._routes = {k: v for k, v in self._routes.items() if k[0] in alive}
+        self._specs = {k: v for k, v in self._specs.items() if k in alive}
+
+
 class _Renderer:
     def __init__(
         self,
@@ -143,6 +185,7 @@ class _Renderer:
         settings: CaddySettings,
         capabilities: CaddyCapabilities,
         environment: Mapping[str, str],
+        cache: RenderCache | None = None,
     ) -> None:
         self.state = state
         self.settings = settings
@@ -153,6 +196,34 @@ class _Renderer:
         self.policies = {p.name: p for p in state.auth_policies}
         self.https_port = _port_of(settings.https_listen[0]) if settings.https_listen else 443
         self._outpost: tuple[str, bool] | None = None
+        self.cache = cache
+        self.context = self._context() if cache is not None else ""
+
+    def _context(self) -> str:
+        """A digest of everything besides its own document that a route's output depends on."""
+        parts = [
+            self.config.model_dump(mode="json", by_alias=True),
+            [
+                p.doc.model_dump(mode="json", by_alias=True)
+                for p in sorted(self.policies.values(), key=lambda p: p.name)
+            ],
+            [self.capabilities.version, sorted(self.capabilities.modules)],
+            [self.settings.server, list(self.settings.http_listen), list(self.settings.https_listen)],
+            sorted(self.environment.items()),
+        ]
+        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+    def _cached(self, kind: str, located: Located[RouteDocument], make: Callable[[], Any]) -> Any:
+        if self.cache is None:
+            return make()
+        hit = self.cache.route(kind, located.doc, self.context)
+        if hit is not None:
+            self.problems.extend(hit[1])
+            return hit[0]
+        before = len(self.problems)
+        output = make()
+        self.cache.keep_route(kind, located.doc, self.context, output, self.problems[before:])
+        return output
 
     # --- values -------------------------------------------------------------------
 
@@ -195,18 +266,14 @@ class _Renderer:
 
     def render(self) -> dict[str, Any]:
         routes = sorted(self.state.routes, key=_specificity)
-        https_routes = [self.site_route(r) for r in routes if r.doc.spec.tls.auto_https]
-        http_routes = []
-        for located in routes:
-            tls = located.doc.spec.tls
-            if tls.auto_https and tls.force_https:
-                http_routes.append(self.redirect_route(located))
-            else:
-                http_routes.append(self.site_route(located))
+        https_routes = [
+            self._cached("https", r, functools.partial(self.site_route, r)) for r in routes if r.doc.spec.tls.auto_https
+        ]
+        http_routes = [self._cached("http", r, functools.partial(self.http_route, r)) for r in routes]
         https_routes.append(_catch_all())
-        http_routes.append(_catch_all())
-        # The same route may be served on both servers; @ids must stay unique.
-        http_routes = _suffix_ids(http_routes, "-http")
+        http_routes.append(_suffix_ids(_catch_all(), "-http"))
+        if self.cache is not None:
+            self.cache.retain([r.doc for r in self.state.routes])
         server_name = self.settings.server
         servers: dict[str, Any] = {}
         if self.settings.https_listen:
@@ -326,6 +393,13 @@ class _Renderer:
             "handle": [{"handler": "subroute", "routes": inner_routes}],
             "terminal": True,
         }
+
+    def http_route(self, located: Located[RouteDocument]) -> dict[str, Any]:
+        """The route on the plain-HTTP server: a redirect, or the site itself. The same route may be
+        served on both servers, and @ids must stay unique: these get a `-http` suffix."""
+        tls = located.doc.spec.tls
+        route = self.redirect_route(located) if tls.auto_https and tls.force_https else self.site_route(located)
+        return dict(_suffix_ids(route, "-http"))
 
     def rate_limit(self, located: Located[RouteDocument], limit: RateLimit) -> dict[str, Any]:
         if not self.capabilities.has(RATE_LIMIT_MODULE):
@@ -581,9 +655,12 @@ def render_caddy(
     settings: CaddySettings = CaddySettings(),
     capabilities: CaddyCapabilities = CaddyCapabilities(),
     environment: Mapping[str, str] | None = None,
+    cache: RenderCache | None = None,
 ) -> dict[str, Any]:
-    """The owned parts of the Caddy config; raises RenderError listing everything that blocks it."""
-    return _Renderer(state, settings, capabilities, environment or {}).render()
+    """The owned parts of the Caddy config; raises RenderError listing everything that blocks it.
+
+    With a `cache`, unchanged routes are reused from the previous render (same result)."""
+    return _Renderer(state, settings, capabilities, environment or {}, cache).render()
 
 
 def merge(live: Mapping[str, Any] | None, owned: Mapping[str, Any], settings: CaddySettings) -> dict[str, Any]:

@@ -188,3 +188,55 @@ def test_rendering_is_identical_across_hash_seeds() -> None:
     }
     assert len(outputs) == 1
     assert json.loads(outputs.pop())["apps"]["http"]["servers"]["hecate"]["@id"] == "hecate-server"
+
+
+def test_the_render_cache_gives_exactly_what_a_fresh_render_gives() -> None:
+    from hecate_agent.render.caddy import RenderCache
+    from hecate_agent.spec.loader import ParseCache, SourceFile, load_specs
+    from tests.helpers import dump_yaml
+
+    def files(version: int, policy_group: str = "staff") -> list[SourceFile]:
+        docs = [route(f"r{i}", f"r{i}.example.com", upstreams=[{"dial": f"10.0.0.{i}:80"}],
+                      authPolicy="staff" if i % 2 else None, middleware=["rate-limit:5/second"] if i == 3 else [])
+                for i in range(6)]
+        docs[0]["spec"]["upstreams"] = [{"dial": f"10.0.0.99:{8000 + version}"}]
+        for doc in docs:
+            doc["spec"] = {k: v for k, v in doc["spec"].items() if v is not None}
+        out = [SourceFile(f"routes/r{i}.yaml", dump_yaml(d).encode()) for i, d in enumerate(docs)]
+        out.append(SourceFile("policies/staff.yaml",
+                              dump_yaml(auth_policy("staff", requirements={"groups": [policy_group]})).encode()))
+        out.append(SourceFile("config.yaml", dump_yaml(config(authentik={"outpostUrl": "${OUTPOST}"})).encode()))
+        return out
+
+    parse_cache, render_cache = ParseCache(), RenderCache()
+    with_module = CaddyCapabilities(modules=frozenset({"http.handlers.rate_limit"}))
+
+    def both(snapshot: list[SourceFile], capabilities: CaddyCapabilities, env: dict[str, str]) -> tuple[Any, Any]:
+        state = load_specs(snapshot, cache=parse_cache).state
+        assert state is not None
+        outcomes = []
+        for cache in (None, render_cache):
+            try:
+                outcomes.append(render_caddy(state, SETTINGS, capabilities, env, cache))
+            except RenderError as exc:
+                outcomes.append(exc.problems)
+        return outcomes[0], outcomes[1]
+
+    env = {"OUTPOST": "http://127.0.0.1:9000"}
+    for snapshot, capabilities, environment in [
+        (files(1), with_module, env),                 # cold cache
+        (files(1), with_module, env),                 # all hits
+        (files(2), with_module, env),                 # one route changed
+        (files(2, "sre"), with_module, env),          # a policy changed: every route depends on it
+        (files(2, "sre"), with_module, {"OUTPOST": "https://auth.internal:9443"}),  # a resolved value changed
+        (files(2, "sre"), CaddyCapabilities(), env),  # the module went away: the same problems, from the cache too
+        (files(2, "sre"), CaddyCapabilities(), env),
+    ]:
+        fresh, cached = both(snapshot, capabilities, environment)
+        assert cached == fresh
+    # And it is a cache: an unchanged route comes back as the very same object.
+    state = load_specs(files(2, "sre"), cache=parse_cache).state
+    first = render_caddy(state, SETTINGS, with_module, env, render_cache)
+    second = render_caddy(state, SETTINGS, with_module, env, render_cache)
+    routes_of = lambda owned: owned["apps"]["http"]["servers"]["hecate"]["routes"]  # noqa: E731
+    assert all(a is b for a, b in zip(routes_of(first)[:-1], routes_of(second)[:-1], strict=True))
