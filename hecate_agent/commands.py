@@ -19,6 +19,7 @@ import click
 
 if TYPE_CHECKING:
     from hecate_agent.apply import Node, Prepared
+    from hecate_agent.consul_status import ConsulPublisher
     from hecate_agent.settings import AgentSettings
     from hecate_agent.spec.loader import SourceFile
 
@@ -311,20 +312,26 @@ def status(ctx: click.Context, output_format: str, fleet: bool, wait_for: str | 
 FAILED_OUTCOMES = ("failed", "rolled_back", "invalid", "blocked", "refused", "halted")
 
 
-def _fleet_status(settings: AgentSettings, output_format: str, wait_for: str | None, timeout: str) -> None:
-    import time
-
+def _consul(settings: AgentSettings, what: str) -> ConsulPublisher:
+    """A Consul client from agent.yaml's `consul` section, or exit saying what needs it."""
     from hecate_agent.consul_status import ConsulPublisher
-    from hecate_agent.spec.types import Duration
 
     if settings.consul is None:
-        fail("the fleet view needs consul settings (consul.address) in agent.yaml")
-    reader = ConsulPublisher(
+        fail(f"{what} needs consul settings (consul.address) in agent.yaml")
+    return ConsulPublisher(
         settings.consul.address,
         settings.node.name,
         prefix=settings.consul.prefix,
         token_file=settings.consul.token_file,
     )
+
+
+def _fleet_status(settings: AgentSettings, output_format: str, wait_for: str | None, timeout: str) -> None:
+    import time
+
+    from hecate_agent.spec.types import Duration
+
+    reader = _consul(settings, "the fleet view")
     try:
         deadline = time.monotonic() + Duration.parse(timeout).seconds
     except ValueError:
@@ -333,7 +340,7 @@ def _fleet_status(settings: AgentSettings, output_format: str, wait_for: str | N
         try:
             nodes = reader.fleet()
         except Exception as exc:  # Consul unreachable: say so plainly
-            fail(f"cannot read the fleet from Consul at {settings.consul.address}: {exc}")
+            fail(f"cannot read the fleet from Consul at {reader.address}: {exc}")
         if wait_for is None:
             _print_fleet(nodes, output_format)
             return
@@ -496,22 +503,14 @@ def rollout_resume(ctx: click.Context, revision: str) -> None:
     """Lift the halt on REVISION, so the nodes that refused it take it again."""
     import consul
 
-    from hecate_agent.consul_status import ConsulPublisher
     from hecate_agent.rollout import resume as lift
 
     settings = _settings(ctx)
-    if settings.consul is None:
-        fail("rollout coordination needs consul settings (consul.address) in agent.yaml")
-    client = ConsulPublisher(
-        settings.consul.address,
-        settings.node.name,
-        prefix=settings.consul.prefix,
-        token_file=settings.consul.token_file,
-    ).client
+    publisher = _consul(settings, "rollout coordination")
     try:
-        lifted = lift(client, settings.consul.prefix, revision)
+        lifted = lift(publisher.client, publisher.prefix, revision)
     except (consul.ConsulException, OSError) as exc:
-        fail(f"cannot reach Consul at {settings.consul.address}: {type(exc).__name__}")
+        fail(f"cannot reach Consul ({type(exc).__name__}); is consul.address right in agent.yaml?")
     if lifted:
         click.echo(f"Lifted the halt on {revision}; the nodes take it on their next sync.")
     else:

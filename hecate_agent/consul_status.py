@@ -40,6 +40,7 @@ class ConsulPublisher:
         session_ttl: float = 30.0,
         timeout: float = 5.0,
     ) -> None:
+        self.address = address
         parts = urlsplit(address if "://" in address else f"http://{address}")
         token = token_file.read_text().strip() if token_file is not None else None
         self.client = consul.Consul(

@@ -62,8 +62,7 @@ def halt_key(prefix: str, revision: str) -> str:
 
 def resume(client: Any, prefix: str, revision: str) -> bool:
     """Lift a halt; True if there was one."""
-    index, entry = client.kv.get(halt_key(prefix, revision))
-    del index
+    _, entry = client.kv.get(halt_key(prefix, revision))
     if entry is None:
         return False
     client.kv.delete(halt_key(prefix, revision))

@@ -63,21 +63,29 @@ def git_env(extra_config: list[tuple[str, str]] | None = None, ssh_key: Path | N
 
 
 def run_git(repo: Path, *args: str, env: dict[str, str] | None = None, timeout: float = FETCH_TIMEOUT) -> str:
+    return _run_bytes(repo, *args, env=env, timeout=timeout).decode("utf-8", "replace")
+
+
+def _run_bytes(
+    repo: Path,
+    *args: str,
+    stdin: bytes | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = FETCH_TIMEOUT,
+) -> bytes:
+    """Run git in `repo` (hooks off, no prompts, a timeout); its stdout, or GitError with its stderr."""
     try:
+        command = ["git", "-C", str(repo), *args]
         result = subprocess.run(
-            ["git", "-C", str(repo), *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=env or git_env(),
-            check=False,
+            command, input=stdin, capture_output=True, timeout=timeout, env=env or git_env(), check=False
         )
     except FileNotFoundError:
         raise GitError("git is not installed") from None
     except subprocess.TimeoutExpired:
         raise GitError(f"git {args[0]} did not finish within {timeout:.0f} s") from None
     if result.returncode != 0:
-        raise GitError(f"git {args[0]} failed: {result.stderr.strip() or result.stdout.strip()}")
+        detail = (result.stderr or result.stdout).decode(errors="replace").strip()
+        raise GitError(f"git {args[0]} failed: {detail}")
     return result.stdout
 
 
@@ -142,25 +150,6 @@ def read_tree(
                 if cache is not None:
                     cache.files[(blob_id, relative)] = read
     return [f for f in files if f is not None], problems
-
-
-def _run_bytes(repo: Path, *args: str, stdin: bytes | None = None, timeout: float = FETCH_TIMEOUT) -> bytes:
-    try:
-        result = subprocess.run(
-            ["git", "-C", str(repo), *args],
-            input=stdin,
-            capture_output=True,
-            timeout=timeout,
-            env=git_env(),
-            check=False,
-        )
-    except FileNotFoundError:
-        raise GitError("git is not installed") from None
-    except subprocess.TimeoutExpired:
-        raise GitError(f"git {args[0]} did not finish within {timeout:.0f} s") from None
-    if result.returncode != 0:
-        raise GitError(f"git {args[0]} failed: {result.stderr.decode(errors='replace').strip()}")
-    return result.stdout
 
 
 def _read_blobs(repo: Path, shas: list[str]) -> dict[str, bytes]:

@@ -115,4 +115,4 @@ def test_rollout_resume_from_the_command_line(consul_server, tmp_path) -> None:
     assert again.returncode == 0 and "was not halted" in again.stdout
     consul_server.down = True
     down = cli("rollout", "resume", REV)
-    assert down.returncode == 1 and "cannot reach Consul" in down.stderr
+    assert down.returncode == 1 and "cannot reach Consul (ConnectionError)" in down.stderr
