@@ -20,8 +20,10 @@ from tests.helpers import dump_yaml
 from tests.support.caddy import CaddyInstance, caddy_capabilities
 from tests.support.nginx import NginxInstance
 
-pytestmark = pytest.mark.integration
-EXAMPLES = 10_000 if os.environ.get("HYPOTHESIS_PROFILE") == "slow" else 40
+SLOW = os.environ.get("HYPOTHESIS_PROFILE") == "slow"
+EXAMPLES = 10_000 if SLOW else 40
+# 10,000 renders through real Caddy and nginx -t take about half an hour on 2 cores.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(3 * 3600 if SLOW else 300)]
 
 names = st.from_regex(r"[a-z][a-z0-9]{0,6}(-[a-z0-9]{1,4})?", fullmatch=True)
 labels = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?", fullmatch=True)
