@@ -167,7 +167,13 @@ class RolloutCoordinator:
             holders = [h for h in lock.get("Holders") or [] if h != self.session]
             if holders == lock.get("Holders"):
                 break
-            if self.client.kv.put(prefix + LOCK, json.dumps({**lock, "Holders": holders}), cas=entry["ModifyIndex"]):
+            if not holders:
+                # The last holder tidies up, so Consul does not keep a key per revision forever. A
+                # node about to take a slot had read this index: its CAS fails, it re-reads, and it
+                # creates the key again with its own limit.
+                if self.client.kv.delete(prefix + LOCK, cas=entry["ModifyIndex"]):
+                    break
+            elif self.client.kv.put(prefix + LOCK, json.dumps({**lock, "Holders": holders}), cas=entry["ModifyIndex"]):
                 break
         self.client.kv.delete(prefix + self.session)
 
