@@ -30,9 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from hecate_agent.apply import apply_prepared, prepare
 from hecate_agent.sources.directory import read_directory
 from hecate_agent.spec.loader import load_specs
-from tests.support.caddy import CaddyInstance
-from tests.support.nginx import NginxInstance
-from tests.support.node import NodeUnderTest
+from tests.support.node import NodeUnderTest, running_proxies
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -125,16 +123,8 @@ def main() -> None:
     ]
     print(f"apply: {args.runs * 2} alternating applies per case, real Caddy 2.6.2 + Nginx, medians")
     for label, repos in cases:
-        with tempfile.TemporaryDirectory() as tmp:
-            caddy = CaddyInstance(Path(tmp) / "caddy")
-            nginx = NginxInstance(Path(tmp) / "nginx")
-            caddy.start()
-            nginx.start()
-            try:
-                figures = measure(NodeUnderTest(Path(tmp) / "node", caddy, nginx), repos, args.runs, env)
-            finally:
-                caddy.stop()
-                nginx.stop()
+        with tempfile.TemporaryDirectory() as tmp, running_proxies(Path(tmp)) as (caddy, nginx):
+            figures = measure(NodeUnderTest(Path(tmp) / "node", caddy, nginx), repos, args.runs, env)
         print(f"  {label:<14} config {figures['size'] / 1e6:6.2f} MB   cli {figures['cli']:.3f} s   core "
               f"{figures['core']:.3f} s   raw POST /load {figures['raw']:.3f} s   cli/raw "
               f"{figures['cli'] / figures['raw']:.2f}   core/raw {figures['core'] / figures['raw']:.2f}")

@@ -26,10 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.e2e.conftest import Agent, Remote
 from tests.helpers import dump_yaml, route, write_repo
-from tests.support.caddy import CaddyInstance
 from tests.support.http import Upstream, http_get
-from tests.support.nginx import NginxInstance
-from tests.support.node import NodeUnderTest
+from tests.support.node import NodeUnderTest, running_proxies
 from tests.support.servers import serving
 
 PLAIN = {"autoHTTPS": False, "forceHTTPS": False}
@@ -62,49 +60,45 @@ def percentile(values: list[float], share: float) -> float:
 
 
 def run_mode(mode: str, commits: int, interval: str, root: Path, dial: str) -> list[float]:
-    caddy, nginx = CaddyInstance(root / "caddy"), NginxInstance(root / "nginx")
-    caddy.start()
-    nginx.start()
-    node = NodeUnderTest(root / "node", caddy, nginx)
-    samples = []
-    agent: Agent | None = None
-    try:
-        if mode == "directory":
-            specs = write_repo(root / "specs", {"routes/app.yaml": route_text(dial, 0)})
-            agent = Agent(node, root, source={"directory": str(specs)})
-        else:
-            remote = Remote(root / "git")
-            remote.commit({"specs/routes/app.yaml": route_text(dial, 0)}, "0")
-            remote.push()
-            poll = interval if mode == "polling" else "1h"
-            agent = Agent(node, root, source={"git": {"url": str(remote.bare), "branch": "main", "path": "specs",
-                                                      "interval": poll}})
-        agent.start()
-        wait_for(node, 0)
-        for value in range(1, commits + 1):
-            time.sleep(0.3)
+    with running_proxies(root) as (caddy, nginx):
+        node = NodeUnderTest(root / "node", caddy, nginx)
+        samples = []
+        agent: Agent | None = None
+        try:
             if mode == "directory":
-                temporary = specs / "routes" / ".app.yaml.tmp"
-                temporary.write_text(route_text(dial, value))
-                started = time.perf_counter()
-                temporary.replace(specs / "routes" / "app.yaml")
+                specs = write_repo(root / "specs", {"routes/app.yaml": route_text(dial, 0)})
+                agent = Agent(node, root, source={"directory": str(specs)})
             else:
-                remote.commit({"specs/routes/app.yaml": route_text(dial, value)}, str(value))
+                remote = Remote(root / "git")
+                remote.commit({"specs/routes/app.yaml": route_text(dial, 0)}, "0")
                 remote.push()
-                started = time.perf_counter()
-                if mode == "webhook":
-                    body = json.dumps({"ref": "refs/heads/main"}).encode()
-                    signature = hmac.new(b"s3cret-webhook", body, hashlib.sha256).hexdigest()
-                    request = urllib.request.Request(agent.url("/hooks/git"), data=body, method="POST",
-                                                     headers={"X-Hub-Signature-256": f"sha256={signature}"})
-                    urllib.request.urlopen(request, timeout=5).close()
-            wait_for(node, value)
-            samples.append(time.perf_counter() - started)
-    finally:
-        if agent is not None:
-            agent.stop()
-        caddy.stop()
-        nginx.stop()
+                poll = interval if mode == "polling" else "1h"
+                agent = Agent(node, root, source={"git": {"url": str(remote.bare), "branch": "main", "path": "specs",
+                                                          "interval": poll}})
+            agent.start()
+            wait_for(node, 0)
+            for value in range(1, commits + 1):
+                time.sleep(0.3)
+                if mode == "directory":
+                    temporary = specs / "routes" / ".app.yaml.tmp"
+                    temporary.write_text(route_text(dial, value))
+                    started = time.perf_counter()
+                    temporary.replace(specs / "routes" / "app.yaml")
+                else:
+                    remote.commit({"specs/routes/app.yaml": route_text(dial, value)}, str(value))
+                    remote.push()
+                    started = time.perf_counter()
+                    if mode == "webhook":
+                        body = json.dumps({"ref": "refs/heads/main"}).encode()
+                        signature = hmac.new(b"s3cret-webhook", body, hashlib.sha256).hexdigest()
+                        request = urllib.request.Request(agent.url("/hooks/git"), data=body, method="POST",
+                                                         headers={"X-Hub-Signature-256": f"sha256={signature}"})
+                        urllib.request.urlopen(request, timeout=5).close()
+                wait_for(node, value)
+                samples.append(time.perf_counter() - started)
+        finally:
+            if agent is not None:
+                agent.stop()
     return samples
 
 

@@ -29,9 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from hecate_agent.apply import apply_prepared, cycle_collector_paused, prepare
 from hecate_agent.sources.git import GitSource
 from hecate_agent.spec.loader import ParseCache, load_specs
-from tests.support.caddy import CaddyInstance
-from tests.support.nginx import NginxInstance
-from tests.support.node import NodeUnderTest
+from tests.support.node import NodeUnderTest, running_proxies
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -71,10 +69,7 @@ def main() -> None:
         git(work, "remote", "add", "origin", str(bare))
         git(work, "push", "-q", "origin", "main")
 
-        caddy, nginx = CaddyInstance(root / "caddy"), NginxInstance(root / "nginx")
-        caddy.start()
-        nginx.start()
-        try:
+        with running_proxies(root) as (caddy, nginx):
             node_under_test = NodeUnderTest(root / "node", caddy, nginx)
             node = node_under_test.node()
             source = GitSource(str(bare), "main", root / "mirror")
@@ -122,9 +117,6 @@ def main() -> None:
                   f"max {max(plan_times):.3f})")
             print(f"  goal <= 0.100 s: {'met' if total <= 0.1 else 'not met'}")
             node.close()
-        finally:
-            caddy.stop()
-            nginx.stop()
 
 
 if __name__ == "__main__":

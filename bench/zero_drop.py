@@ -33,10 +33,8 @@ import httpx
 from hecate_agent.apply import apply_prepared, prepare
 from hecate_agent.spec.loader import SourceFile, load_specs
 from tests.helpers import dump_yaml, route, stream
-from tests.support.caddy import CaddyInstance
 from tests.support.http import Upstream
-from tests.support.nginx import NginxInstance
-from tests.support.node import NodeUnderTest
+from tests.support.node import NodeUnderTest, running_proxies
 from tests.support.servers import TcpEcho, free_port, serving
 
 PLAIN = {"autoHTTPS": False, "forceHTTPS": False}
@@ -133,12 +131,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="hecate-bench-") as tmp:
         root = Path(tmp)
-        caddy, nginx = CaddyInstance(root / "caddy"), NginxInstance(root / "nginx")
-        caddy.start()
-        nginx.start()
-        a, b, echo_a, echo_b = Upstream("a"), Upstream("b"), TcpEcho("ea"), TcpEcho("eb")
-        stream_port = free_port()
-        try:
+        with running_proxies(root) as (caddy, nginx):
+            a, b, echo_a, echo_b = Upstream("a"), Upstream("b"), TcpEcho("ea"), TcpEcho("eb")
+            stream_port = free_port()
             with serving(a, b, echo_a, echo_b):
                 node = NodeUnderTest(root / "node", caddy, nginx).node()
                 states = []
@@ -215,9 +210,6 @@ def main() -> None:
                           + ", ".join(sorted(set(raw_web.errors))))
                 print(f"  goal 0 errors: {'met' if not errors else 'not met: ' + ', '.join(sorted(set(errors)))}")
                 node.close()
-        finally:
-            caddy.stop()
-            nginx.stop()
 
 
 if __name__ == "__main__":

@@ -2,17 +2,44 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from hecate_agent.apply import Node
 from hecate_agent.render.caddy import CaddyCapabilities
 from hecate_agent.settings import load_settings
 from tests.support.caddy import CaddyInstance, caddy_capabilities
 from tests.support.nginx import NginxInstance
+
+
+class _Startable(Protocol):
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+P = TypeVar("P", bound=_Startable)
+
+
+@contextlib.contextmanager
+def running(instance: P) -> Iterator[P]:
+    """A started Caddy or Nginx, stopped on the way out whatever happens."""
+    instance.start()
+    try:
+        yield instance
+    finally:
+        instance.stop()
+
+
+@contextlib.contextmanager
+def running_proxies(root: Path) -> Iterator[tuple[CaddyInstance, NginxInstance]]:
+    """A real Caddy and Nginx under `root` (loopback high ports), both stopped afterwards."""
+    with running(CaddyInstance(root / "caddy")) as caddy, running(NginxInstance(root / "nginx")) as nginx:
+        yield caddy, nginx
 
 
 class NodeUnderTest:
