@@ -42,7 +42,7 @@ def test_try_repo_passes_on_the_sample_repo_and_fails_on_a_broken_copy(tmp_path:
 
     def try_repo(repo: Path) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "pre_commit", "try-repo", str(ROOT), "hecate-validate", "--all-files",
+            [sys.executable, "-m", "pre_commit", "try-repo", str(ROOT), "hecate-validate", "--all-files", "--verbose",
              "--color", "never"],
             cwd=repo, env=env, capture_output=True, text=True, timeout=1100, check=False,
         )
