@@ -81,3 +81,11 @@ def test_more_than_one_path_needs_root(repo: Path) -> None:
     result = run("validate", "proxy/routes/api.yaml", "proxy/routes/shop.yaml", cwd=repo)
     assert result.returncode == 2
     assert "--root" in result.stderr
+
+
+def test_a_later_root_wins_as_the_pre_commit_args_override_documents(repo: Path) -> None:
+    # The hook's entry is `hecate-agent validate --root .`; `args: [--root, proxy]` comes after it.
+    result = run("validate", "--root", ".", "--root", "proxy", "--format", "json", "proxy/routes/shop.yaml", cwd=repo)
+    assert result.returncode == 1
+    assert problems(result) == [("proxy/routes/grafana.yaml", "spec.domain"), ("proxy/routes/shop.yaml",
+                                                                                "spec.canary.percentage")]
