@@ -36,6 +36,8 @@ mkdir -p "$stage/DEBIAN" "$work/wheel"
 echo "make deb: virtualenv for python$pyver at $FINAL" >&2
 "$interpreter" -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+# setuptools builds in ./build/lib and would put modules deleted since the last build into the wheel.
+rm -rf build/lib build/bdist.*
 "$venv/bin/python" -m pip wheel --quiet --disable-pip-version-check --no-deps -w "$work/wheel" .
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-compile "$work"/wheel/hecate_agent-*.whl
 "$venv/bin/python" -m pip uninstall --quiet --yes setuptools pip >/dev/null 2>&1 || true
