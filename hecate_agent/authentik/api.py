@@ -82,6 +82,8 @@ def _detail(error: ApiException) -> str:
     if isinstance(body, dict):
         parts = []
         for field_name, problems in body.items():
+            if field_name == "code":  # a machine code next to `detail`; the detail says it in words
+                continue
             text = "; ".join(map(str, problems)) if isinstance(problems, list) else str(problems)
             parts.append(text if field_name in ("detail", "non_field_errors") else f"{field_name}: {text}")
         return ", ".join(parts)[:500]
