@@ -256,3 +256,16 @@ def test_the_server_speaks_authentiks_rules(server: FakeAuthentik) -> None:
                                      "ignores them)"]
     server.state.problems.clear()
     assert DEFAULT_TOKEN_VALIDITY == "hours=1"
+
+
+def test_a_refused_create_names_the_field_and_rolls_back(server: FakeAuthentik, target: AuthentikTarget) -> None:
+    # Stage names are unique across stage types: a user-login stage squatting on our validation stage's name.
+    status, _ = raw(server, "POST", "/stages/user_login/", {"name": "hecate-staff-mfa"})
+    assert status == 201
+    with pytest.raises(AuthentikError) as failure:
+        converge(target, desired_for(route()))
+    message = str(failure.value)
+    assert "creating validate_stage hecate-staff-mfa: HTTP 400: name: stage with this name already exists." in message
+    assert "rolled back" in message and server.token not in message
+    assert server.all("flow_binding") == [] and [s["name"] for s in server.all("login_stage")] == ["hecate-staff-mfa"]
+    assert len(server.all("flow")) == 3
