@@ -8,11 +8,12 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
+import authentik_client as ak
 import pytest
 
 from hecate_agent.authentik.api import AuthentikError
 from hecate_agent.authentik.client import AuthentikTarget
-from hecate_agent.authentik.desired import DEFAULT_TOKEN_VALIDITY
+from hecate_agent.authentik.desired import DEFAULT_TOKEN_VALIDITY, Ref, desired_objects
 from tests.support.authentik_checks import converge, desired_for, edited, route, settled
 from tests.support.authentik_server import DEFAULT_SCOPES, EMBEDDED, FakeAuthentik
 from tests.support.servers import free_port
@@ -269,3 +270,24 @@ def test_a_refused_create_names_the_field_and_rolls_back(server: FakeAuthentik, 
     assert "rolled back" in message and server.token not in message
     assert server.all("flow_binding") == [] and [s["name"] for s in server.all("login_stage")] == ["hecate-staff-mfa"]
     assert len(server.all("flow")) == 3
+
+
+def test_field_names_and_values_are_accepted_by_the_clients_request_models() -> None:
+    """Every owned field exists on the request model and every enum value is one the client knows."""
+    models = {"flow": ak.FlowRequest, "validate_stage": ak.AuthenticatorValidateStageRequest,
+              "login_stage": ak.UserLoginStageRequest, "flow_binding": ak.FlowStageBindingRequest,
+              "policy": ak.ExpressionPolicyRequest, "provider": ak.ProxyProviderRequest,
+              "application": ak.ApplicationRequest, "policy_binding": ak.PolicyBindingRequest}
+    fake_uuid = "6a1b7b56-3f43-4b57-9b5e-1e9f2b1f2f10"
+    for obj in desired_objects([route()]):
+        if obj.kind == "outpost_provider":
+            continue
+        body = {k: (7 if v == Ref("provider", "hecate-app") else fake_uuid) if isinstance(v, Ref) else v
+                for k, v in obj.fields.items()}
+        if obj.kind in ("flow", "application"):
+            body["slug"] = obj.key
+        elif obj.kind not in ("flow_binding", "policy_binding"):
+            body["name"] = obj.key
+        model = models[obj.kind]
+        assert set(body) <= set(model.model_fields), obj.kind
+        model.model_validate(body)
