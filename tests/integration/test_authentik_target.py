@@ -291,3 +291,20 @@ def test_field_names_and_values_are_accepted_by_the_clients_request_models() -> 
         model = models[obj.kind]
         assert set(body) <= set(model.model_fields), obj.kind
         model.model_validate(body)
+
+
+def test_moving_a_route_to_another_policy_keeps_its_provider(server: FakeAuthentik, target: AuthentikTarget) -> None:
+    """The old policy's flow goes only after the provider points elsewhere (Authentik cascades flow deletes)."""
+    from dataclasses import replace
+
+    converge(target, desired_for(route()))
+    provider_pk = by_name(server, "provider")["hecate-app"]["pk"]
+    converge(target, desired_for(replace(route(), policy="admins", mfa="disabled", session_duration=None)))
+    provider = by_name(server, "provider")["hecate-app"]
+    assert provider["pk"] == provider_pk
+    flows = {f["pk"]: f["slug"] for f in server.all("flow")}
+    assert flows[provider["authorization_flow"]] == "default-provider-authorization-implicit-consent"
+    assert "hecate-staff-authorization" not in flows.values()
+    assert sorted(by_name(server, "policy")) == ["hecate-admins-attributes", "hecate-admins-groups"]
+    assert server.all("validate_stage") == [] and server.all("login_stage") == []
+    assert server.embedded()["providers"] == [provider_pk]
