@@ -17,7 +17,7 @@ from typing import Any
 from hecate_agent import redaction
 from hecate_agent.authentik import api
 from hecate_agent.authentik.api import AuthentikError
-from hecate_agent.authentik.desired import EMBEDDED_OUTPOST, DesiredObject, Ref, make
+from hecate_agent.authentik.desired import EMBEDDED_OUTPOST, DesiredObject, Ref, canonical, make, uncanonical
 from hecate_agent.authentik.plan import Change, ChangeSet, LiveObject, LiveState, owned
 from hecate_agent.authentik.plan import plan as plan_changes
 
@@ -30,6 +30,17 @@ class Snapshot:
 
     objects: tuple[DesiredObject, ...]
     outpost_providers: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "objects": [{"kind": o.kind, "key": o.key, "fields": canonical(o.fields)} for o in self.objects],
+            "outpost_providers": list(self.outpost_providers),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Snapshot:
+        objects = tuple(make(o["kind"], o["key"], uncanonical(o["fields"])) for o in data["objects"])
+        return cls(objects, tuple(int(p) for p in data["outpost_providers"]))
 
 
 class AuthentikTarget:

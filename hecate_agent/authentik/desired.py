@@ -120,6 +120,18 @@ def canonical(value: Any) -> Any:
     return value
 
 
+def uncanonical(value: Any) -> Any:
+    """The inverse of `canonical`: `{"$ref": "kind:key"}` back into a Ref."""
+    if isinstance(value, Mapping):
+        if set(value) == {"$ref"}:
+            kind, _, key = str(value["$ref"]).partition(":")
+            return Ref(kind, key)
+        return {str(k): uncanonical(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [uncanonical(v) for v in value]
+    return value
+
+
 def fingerprint(kind: str, key: str, fields: Mapping[str, Any]) -> str:
     text = json.dumps({"kind": kind, "key": key, "fields": canonical(fields)}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]

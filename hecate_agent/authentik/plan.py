@@ -86,6 +86,24 @@ class ChangeSet:
     def empty(self) -> bool:
         return not self.changes
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form for machine-readable plans (references as `{"$ref": "kind:key"}`, secrets scrubbed)."""
+        changes = [
+            {
+                "action": c.action,
+                "kind": c.kind,
+                "key": c.key,
+                "fields": [
+                    {"name": d.name, "before": canonical(d.before), "after": canonical(d.after)} for d in c.diff
+                ],
+            }
+            for c in self.changes
+        ]
+        scrubbed: dict[str, Any] = redaction.scrub_value(
+            {"changes": changes, "unmanaged": list(self.unmanaged), "problems": list(self.problems)}
+        )
+        return scrubbed
+
     def lines(self) -> list[str]:
         out = [line for change in self.changes for line in change.describe()]
         out += [f"! authentik: {problem}" for problem in self.problems]

@@ -308,3 +308,15 @@ def test_moving_a_route_to_another_policy_keeps_its_provider(server: FakeAuthent
     assert sorted(by_name(server, "policy")) == ["hecate-admins-attributes", "hecate-admins-groups"]
     assert server.all("validate_stage") == [] and server.all("login_stage") == []
     assert server.embedded()["providers"] == [provider_pk]
+
+
+def test_a_snapshot_survives_json(server: FakeAuthentik, target: AuthentikTarget) -> None:
+    from hecate_agent.authentik.client import Snapshot
+
+    converge(target, desired_for(route()))
+    snapshot = target.snapshot()
+    again = Snapshot.from_dict(json.loads(json.dumps(snapshot.to_dict())))
+    assert again == snapshot
+    converge(target, [])
+    target.restore(again)
+    assert settled(target, desired_for(route()))

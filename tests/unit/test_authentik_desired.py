@@ -240,3 +240,19 @@ def test_plan_lines_hide_registered_secrets() -> None:
     desired = desired_objects([replace(ROUTE, domain=f"{secret}.example.com")])
     text = "\n".join(plan(desired, live_from([])).lines())
     assert secret not in text and redaction.MASK in text
+
+
+def test_change_sets_serialise_with_refs_and_without_secrets() -> None:
+    import json
+
+    from hecate_agent import redaction
+
+    secret = "another-s3cr3t-value-5678"
+    redaction.register([secret])
+    data = plan(desired_objects([replace(ROUTE, domain=f"{secret}.example.com")]), live_from([])).to_dict()
+    text = json.dumps(data)
+    assert secret not in text
+    provider = next(c for c in data["changes"] if c["kind"] == "provider")
+    assert provider["action"] == "create"
+    assert {"name": "invalidation_flow", "before": None,
+            "after": {"$ref": "flow:default-provider-invalidation-flow"}} in provider["fields"]
