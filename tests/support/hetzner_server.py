@@ -17,7 +17,7 @@ body against what hcloud sends; a mismatch is recorded in `state.errors`.
 Changes are published to the loopback `AuthoritativeDns` servers given (the
 zone's `authoritative_nameservers.assigned`), which may publish late.
 `down` drops connections; `writes_allowed` lets N writes through and refuses
-the rest with 503 `unavailable`.
+the rest with 503 `unavailable`; `refused` names writes to refuse.
 """
 
 from __future__ import annotations
@@ -114,6 +114,7 @@ class HetznerState:
         self.requests: list[str] = []
         self.errors: list[str] = []  # self-check failures: a test fails on any
         self.writes_allowed: int | None = None
+        self.refused: set[str] = set()  # writes to refuse with 503, named as in `writes` ("create app/A")
 
     def new_id(self) -> int:
         self.next_id += 1
@@ -310,7 +311,7 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b""
         state = self.server.state
         with state.lock:
-            state.requests.append(f"{self.command} {parts.path}")
+            state.requests.append(f"{self.command} {self.path}")
             try:
                 if self.headers.get("Authorization") != f"Bearer {state.token}":
                     raise ApiError(401, "unauthorized", "unable to authenticate")
@@ -376,7 +377,9 @@ def _page(query: dict[str, list[str]], items: list[dict[str, Any]], key: str) ->
     return {key: chunk, "meta": {"pagination": pagination}}
 
 
-def _allowed_write(state: HetznerState) -> None:
+def _allowed_write(state: HetznerState, what: str = "") -> None:
+    if what in state.refused:
+        raise ApiError(503, "unavailable", "the service is temporarily unavailable")
     if state.writes_allowed is not None:
         if state.writes_allowed <= 0:
             raise ApiError(503, "unavailable", "the service is temporarily unavailable")
@@ -451,7 +454,7 @@ def handle(
         if (name, rtype) in state.rrsets[zone["id"]]:
             raise ApiError(409, "uniqueness_error", f"RRSet {name}/{rtype} already exists")
         _cname_clash(state, zone, name, rtype)
-        _allowed_write(state)
+        _allowed_write(state, f"create {name}/{rtype}")
         rrset = state.put_rrset(zone, name, rtype, body.get("ttl"), values, labels)
         state.writes.append(f"create {name}/{rtype}")
         return 201, {"rrset": rrset, "action": state.action("create_rrset", zone)}
@@ -472,7 +475,7 @@ def handle(
             state.writes.append(f"labels {path[3]}/{path[4]}")
             return 200, {"rrset": rrset}
         if method == "DELETE":
-            _allowed_write(state)
+            _allowed_write(state, f"delete {path[3]}/{path[4]}")
             del state.rrsets[zone["id"]][key]
             state.publish(zone, rrset, removed=True)
             state.writes.append(f"delete {path[3]}/{path[4]}")
