@@ -282,3 +282,24 @@ def test_name_servers_are_host_and_port() -> None:
     assert str(parse_server("hydrogen.ns.hetzner.com.")) == "hydrogen.ns.hetzner.com"
     assert parse_server("[2001:db8::1]:5353").port == 5353
     assert parse_server("2001:db8::1").host == "2001:db8::1"
+
+
+def test_the_installed_caddy_gets_the_capability_error_for_a_wildcard() -> None:
+    """Against the real `caddy` on this machine (Debian's 2.6.2 here): what it lists decides the message."""
+    import shutil
+    import subprocess
+
+    from hecate_agent.dns.certificates import CertRoute, dns_challenge_problems
+
+    caddy = shutil.which("caddy")
+    if caddy is None:
+        pytest.skip("caddy is not installed")
+    version = subprocess.run([caddy, "version"], capture_output=True, text=True, check=True).stdout.split()[0]
+    listed = subprocess.run([caddy, "list-modules"], capture_output=True, text=True, check=True).stdout
+    modules = {line.strip() for line in listed.splitlines() if line.strip() and " " not in line.strip()}
+    problems = dns_challenge_problems([CertRoute("t", "*.t.example.com")], "letsencrypt", "hetzner", version, modules)
+    if "dns.providers.hetzner" in modules:
+        assert problems == []
+    else:
+        assert len(problems) == 1 and "needs the Caddy module dns.providers.hetzner" in problems[0]
+        assert "github.com/caddy-dns/hetzner/v2" in problems[0]
