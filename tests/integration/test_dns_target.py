@@ -303,3 +303,40 @@ def test_the_installed_caddy_gets_the_capability_error_for_a_wildcard() -> None:
     else:
         assert len(problems) == 1 and "needs the Caddy module dns.providers.hetzner" in problems[0]
         assert "github.com/caddy-dns/hetzner/v2" in problems[0]
+
+
+def test_an_answer_without_the_aa_flag_does_not_count(hetzner: FakeHetzner, servers) -> None:  # type: ignore[no-untyped-def]
+    servers[0].authoritative = False
+    target = make_target(hetzner)
+    changes = target.plan(want(target, routes(("app", "app.example.com"))), target.read_live(["app.example.com"]))
+    with pytest.raises(DnsError, match=rf"not answered by {servers[0].address} \(not authoritative \(NOERROR without"):
+        target.apply(changes, wait_timeout=0.3)
+    assert hetzner.rrset("example.com", "app", "A") is None  # undone
+
+
+def test_the_loopback_dns_server_answers_like_an_authoritative_one(hetzner: FakeHetzner, servers) -> None:  # type: ignore[no-untyped-def]
+    hetzner.add_rrset("example.com", "*.t", "A", ["192.0.2.1"])
+    hetzner.add_rrset("example.com", "txt", "TXT", ['"hello"'])
+
+    def rcode(name: str, rtype: str) -> tuple[str, int]:
+        query = dns.message.make_query(name, rtype)
+        response = dns.query.udp(query, "127.0.0.1", port=servers[0].port, timeout=2)
+        return dns.rcode.to_text(response.rcode()), len(response.answer)
+
+    assert rcode("x.t.example.com", "A") == ("NOERROR", 1)  # synthesised from the wildcard
+    assert rcode("txt.example.com", "A") == ("NOERROR", 0)  # NODATA
+    assert rcode("nothing.example.com", "A") == ("NXDOMAIN", 0)
+    assert rcode("example.org", "A") == ("REFUSED", 0)
+
+
+def test_the_hetzner_test_server_checks_itself_against_hcloud() -> None:
+    from tests.support.hetzner_checks import check_response, selector_matches
+
+    labels = {"managed-by": "hecate", "hecate-owner": "x"}
+    assert selector_matches("managed-by=hecate,hecate-owner=x", labels)
+    assert not selector_matches("managed-by=hecate,hecate-owner=y", labels)
+    assert selector_matches("hecate-owner in (y, x),!team", labels)
+    assert not selector_matches("hecate-owner notin (x)", labels) and selector_matches("team!=web", labels)
+    errors: list[str] = []
+    check_response(errors, {"rrset": {"id": "a/A", "name": "a", "type": "A", "records": [], "extra": 1}})
+    assert errors == ["rrset: fields ['extra', 'labels', 'protection', 'ttl', 'zone'] differ from hcloud's ZoneRRSet"]

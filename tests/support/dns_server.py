@@ -6,7 +6,8 @@ with other types, a wildcard match at the closest encloser, NXDOMAIN for names
 it does not know, REFUSED outside its zones. The Hetzner test server publishes
 into it; `delay` holds every publication back that many seconds (slow
 propagation, measured on the monotonic clock when a query arrives), and
-`frozen` holds them back until unfrozen (a timeout).
+`frozen` holds them back until unfrozen (a timeout); `authoritative = False`
+drops the AA flag.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class AuthoritativeDns:
         self.pending: list[_Pending] = []
         self.delay = delay
         self.frozen = False
+        self.authoritative = True  # False: answers without the AA flag, as a cache or a lame server would
         self.queries = 0
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
@@ -138,7 +140,8 @@ class AuthoritativeDns:
         if zone is None:
             response.set_rcode(dns.rcode.REFUSED)
             return response
-        response.flags |= dns.flags.AA
+        if self.authoritative:
+            response.flags |= dns.flags.AA
         source = qname
         if not self._exists(qname):
             source = self._wildcard(qname, zone) or ""

@@ -22,9 +22,7 @@ the rest with 503 `unavailable`; `refused` names writes to refuse.
 
 from __future__ import annotations
 
-import ipaddress
 import json
-import re
 import socket
 import threading
 from datetime import UTC, datetime
@@ -32,72 +30,21 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from hcloud.actions import Action
-from hcloud.core.domain import Pagination
-from hcloud.zones import Zone, ZoneAuthoritativeNameservers, ZoneRecord, ZoneRRSet
-
 from tests.support.dns_server import AuthoritativeDns
-
-TYPES = {
-    "A",
-    "AAAA",
-    "CAA",
-    "CNAME",
-    "DS",
-    "HINFO",
-    "HTTPS",
-    "MX",
-    "NS",
-    "PTR",
-    "RP",
-    "SOA",
-    "SRV",
-    "SVCB",
-    "TLSA",
-    "TXT",
-}
-_KEY = re.compile(r"^([a-z0-9A-Z]([-_.a-z0-9A-Z]*[a-z0-9A-Z])?/)?[a-z0-9A-Z]([-_.a-z0-9A-Z]{0,61}[a-z0-9A-Z])?$")
-_VALUE = re.compile(r"^([a-z0-9A-Z]([-_.a-z0-9A-Z]{0,61}[a-z0-9A-Z])?)?$")
-_NAME = re.compile(r"^(@|(\*\.)?([a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*|\*)$")
-_CREATE_KEYS = {"name", "type", "ttl", "labels", "records"}
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+from tests.support.hetzner_checks import (
+    CREATE_KEYS,
+    TYPES,
+    ApiError,
+    check_response,
+    selector_ok,
+    valid_labels,
+    valid_name,
+    valid_values,
+)
 
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def selector_matches(selector: str, labels: dict[str, str]) -> bool:
-    """Hetzner's label selector: `k=v`, `k==v`, `k!=v`, `k`, `!k`, `k in (a,b)`, `k notin (a,b)`, joined by commas."""
-    terms = re.findall(r"[^,(]+(?:\([^)]*\))?", selector)
-    for raw in terms:
-        term = raw.strip()
-        if not term:
-            continue
-        if match := re.fullmatch(r"(\S+)\s+(in|notin)\s+\(([^)]*)\)", term):
-            key, op, items = match.groups()
-            values = {v.strip() for v in items.split(",")}
-            if (labels.get(key) in values) != (op == "in"):
-                return False
-        elif "!=" in term:
-            key, value = (s.strip() for s in term.split("!=", 1))
-            if labels.get(key) == value:
-                return False
-        elif "=" in term:
-            key, value = (s.strip() for s in term.replace("==", "=").split("=", 1))
-            if labels.get(key) != value:
-                return False
-        elif term.startswith("!"):
-            if term[1:].strip() in labels:
-                return False
-        elif term not in labels:
-            return False
-    return True
 
 
 class HetznerState:
@@ -215,33 +162,6 @@ class HetznerState:
         return action
 
 
-def check_model(errors: list[str], what: str, payload: dict[str, Any], model: Any) -> None:
-    """The payload has exactly the fields hcloud's model reads, and the model parses it."""
-    fields = set(model.__api_properties__)
-    if set(payload) != fields:
-        errors.append(f"{what}: fields {sorted(set(payload) ^ fields)} differ from hcloud's {model.__name__}")
-    try:
-        model.from_dict(dict(payload))
-    except Exception as exc:
-        errors.append(f"{what}: hcloud's {model.__name__} cannot parse it: {exc}")
-
-
-def check_response(errors: list[str], payload: dict[str, Any]) -> None:
-    for zone in ([payload["zone"]] if "zone" in payload else []) + list(payload.get("zones", [])):
-        check_model(errors, "zone", zone, Zone)
-        check_model(
-            errors, "zone.authoritative_nameservers", zone["authoritative_nameservers"], ZoneAuthoritativeNameservers
-        )
-    for rrset in ([payload["rrset"]] if "rrset" in payload else []) + list(payload.get("rrsets", [])):
-        check_model(errors, "rrset", rrset, ZoneRRSet)
-        for record in rrset["records"]:
-            check_model(errors, "rrset.records[]", record, ZoneRecord)
-    if "action" in payload:
-        check_model(errors, "action", payload["action"], Action)
-    if "meta" in payload:
-        check_model(errors, "meta.pagination", payload["meta"]["pagination"], Pagination)
-
-
 class FakeHetzner(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -333,40 +253,6 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = _handle
 
 
-def valid_values(rtype: str, values: list[str]) -> None:
-    for value in values:
-        if rtype in ("A", "AAAA"):
-            try:
-                ip = ipaddress.ip_address(value)
-            except ValueError:
-                ip = None
-            if ip is None or ip.version != (4 if rtype == "A" else 6):
-                raise ApiError(
-                    400, "invalid_input", f"invalid input in field 'records': {value!r} is not a valid {rtype} value"
-                )
-    if rtype == "CNAME" and len(values) != 1:
-        raise ApiError(400, "invalid_input", "invalid input in field 'records': a CNAME RRSet holds exactly one record")
-
-
-def valid_labels(labels: Any) -> dict[str, str]:
-    if not isinstance(labels, dict):
-        raise ApiError(400, "invalid_input", "invalid input in field 'labels'")
-    for key, value in labels.items():
-        if not isinstance(value, str) or not _KEY.match(str(key)) or not _VALUE.match(value):
-            raise ApiError(400, "invalid_input", f"invalid input in field 'labels': label {key}={value!r} is invalid")
-    return {str(k): str(v) for k, v in labels.items()}
-
-
-def valid_name(name: Any) -> str:
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise ApiError(400, "invalid_input", f"invalid input in field 'name': {name!r}")
-    return name
-
-
-def selector_ok(query: dict[str, list[str]], labels: dict[str, str]) -> bool:
-    return all(selector_matches(s, labels) for s in query.get("label_selector", []))
-
-
 def _page(query: dict[str, list[str]], items: list[dict[str, Any]], key: str) -> dict[str, Any]:
     page = int(query.get("page", ["1"])[0])
     per_page = min(int(query.get("per_page", ["25"])[0]), 50)
@@ -448,10 +334,8 @@ def handle(
     if path[2:] == ["rrsets"] and method == "GET":
         return 200, _page(query, _rrsets(state, zone, query), "rrsets")
     if path[2:] == ["rrsets"] and method == "POST":
-        if set(body) - _CREATE_KEYS:
-            state.errors.append(
-                f"create_rrset body has fields hcloud does not send: {sorted(set(body) - _CREATE_KEYS)}"
-            )
+        if set(body) - CREATE_KEYS:
+            state.errors.append(f"create_rrset body has fields hcloud does not send: {sorted(set(body) - CREATE_KEYS)}")
         name, rtype = valid_name(body.get("name")), body.get("type")
         if rtype not in TYPES:
             raise ApiError(400, "invalid_input", f"invalid input in field 'type': {rtype!r}")
