@@ -119,8 +119,14 @@ class DnsTarget:
         done: list[Change] = []
         try:
             for change in changes.changes:
-                self._one(change)
-                done.append(change)
+                if change.action == "update":
+                    # An update is several calls (labels, records, TTL): if a later one fails, the earlier ones
+                    # stand, so it is undone too. Its inverse only sets the fields back, which is harmless twice.
+                    done.append(change)
+                    self._one(change)
+                else:
+                    self._one(change)
+                    done.append(change)
             if wait_timeout is not None and done:
                 self.wait_propagated(done, wait_timeout)
         except DnsError as error:

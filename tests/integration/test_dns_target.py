@@ -145,6 +145,7 @@ def test_an_unowned_record_with_the_same_name_is_a_conflict_and_nothing_is_touch
     assert hetzner.state.writes == []
     stored = hetzner.rrset("example.com", "app", "A")
     assert stored is not None and stored["labels"] == {"team": "web"} and stored["ttl"] == 600
+    assert [r["value"] for r in stored["records"]] == ["198.51.100.1"]
 
 
 def test_adopt_takes_the_record_over(hetzner: FakeHetzner) -> None:
@@ -340,3 +341,18 @@ def test_the_hetzner_test_server_checks_itself_against_hcloud() -> None:
     errors: list[str] = []
     check_response(errors, {"rrset": {"id": "a/A", "name": "a", "type": "A", "records": [], "extra": 1}})
     assert errors == ["rrset: fields ['extra', 'labels', 'protection', 'ttl', 'zone'] differ from hcloud's ZoneRRSet"]
+
+
+def test_an_update_that_fails_halfway_is_undone_too(hetzner: FakeHetzner) -> None:
+    hetzner.add_rrset("example.com", "app", "A", ["198.51.100.1"], ttl=600, labels={"team": "web"})
+    target = make_target(hetzner, adopt=True)
+    desired = want(target, routes(("app", "app.example.com")), RecordTarget(("203.0.113.10",)))
+    changes = target.plan(desired, target.read_live(["app.example.com"]))
+    hetzner.state.refused = {"set_records app/A"}  # the labels are written, then the records are refused
+    with pytest.raises(DnsError, match=r"^hetzner: update A app.example.com \(records\): .* were undone$"):
+        target.apply(changes)
+    # the undo sets every field the update may have touched back (records and TTL were never changed)
+    assert hetzner.state.writes == ["labels app/A", "labels app/A", "set_records app/A", "change_ttl app/A"]
+    stored = hetzner.rrset("example.com", "app", "A")
+    assert stored is not None and stored["labels"] == {"team": "web"} and stored["ttl"] == 600
+    assert [r["value"] for r in stored["records"]] == ["198.51.100.1"]

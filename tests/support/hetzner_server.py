@@ -17,7 +17,7 @@ body against what hcloud sends; a mismatch is recorded in `state.errors`.
 Changes are published to the loopback `AuthoritativeDns` servers given (the
 zone's `authoritative_nameservers.assigned`), which may publish late.
 `down` drops connections; `writes_allowed` lets N writes through and refuses
-the rest with 503 `unavailable`; `refused` names writes to refuse.
+the rest with 503 `unavailable`; `refused` names writes to refuse once.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class HetznerState:
         self.requests: list[str] = []
         self.errors: list[str] = []  # self-check failures: a test fails on any
         self.writes_allowed: int | None = None
-        self.refused: set[str] = set()  # writes to refuse with 503, named as in `writes` ("create app/A")
+        self.refused: set[str] = set()  # writes to refuse once with 503, named as in `writes` ("create app/A")
 
     def new_id(self) -> int:
         self.next_id += 1
@@ -271,6 +271,7 @@ def _page(query: dict[str, list[str]], items: list[dict[str, Any]], key: str) ->
 
 def _allowed_write(state: HetznerState, what: str = "") -> None:
     if what in state.refused:
+        state.refused.discard(what)  # once: a passing failure
         raise ApiError(503, "unavailable", "the service is temporarily unavailable")
     if state.writes_allowed is not None:
         if state.writes_allowed <= 0:
@@ -360,7 +361,7 @@ def handle(
         if method == "PUT":
             if set(body) - {"labels"}:
                 state.errors.append(f"update_rrset body has fields hcloud does not send: {sorted(body)}")
-            _allowed_write(state)
+            _allowed_write(state, f"labels {path[3]}/{path[4]}")
             rrset["labels"] = valid_labels(body.get("labels", rrset["labels"]))
             state.writes.append(f"labels {path[3]}/{path[4]}")
             return 200, {"rrset": rrset}
@@ -375,7 +376,7 @@ def handle(
         if command == "change_ttl":
             if set(body) != {"ttl"}:
                 state.errors.append(f"change_ttl body {sorted(body)} is not what hcloud sends")
-            _allowed_write(state)
+            _allowed_write(state, f"{command} {path[3]}/{path[4]}")
             rrset["ttl"] = body.get("ttl")
         elif command in ("set_records", "add_records", "remove_records"):
             values = (
@@ -387,7 +388,7 @@ def handle(
             elif command == "remove_records":
                 values = [v for v in current if v not in values]
             valid_values(rrset["type"], values)
-            _allowed_write(state)
+            _allowed_write(state, f"{command} {path[3]}/{path[4]}")
             rrset["records"] = [{"value": v, "comment": None} for v in values]
             if "ttl" in body:
                 rrset["ttl"] = body["ttl"]
