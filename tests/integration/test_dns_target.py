@@ -356,3 +356,14 @@ def test_an_update_that_fails_halfway_is_undone_too(hetzner: FakeHetzner) -> Non
     stored = hetzner.rrset("example.com", "app", "A")
     assert stored is not None and stored["labels"] == {"team": "web"} and stored["ttl"] == 600
     assert [r["value"] for r in stored["records"]] == ["198.51.100.1"]
+
+
+def test_wildcard_records_are_updated_and_deleted_through_their_names(hetzner: FakeHetzner, servers) -> None:  # type: ignore[no-untyped-def]
+    target = make_target(hetzner, policy="sync")
+    wildcard = routes(("t", "*.t.example.com"))
+    converge(target, want(target, wildcard, RecordTarget(("203.0.113.1",))))
+    converge(target, want(target, wildcard, RecordTarget(("203.0.113.2",)), ttl=60))
+    assert ask(servers[0], "*.t.example.com", "A") == (True, ["203.0.113.2"], 60)
+    converge(target, want(target, []))
+    assert hetzner.rrset("example.com", "*.t", "A") is None
+    assert "DELETE /v1/zones/101/rrsets/*.t/A" in hetzner.state.requests
