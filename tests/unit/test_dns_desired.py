@@ -120,3 +120,14 @@ def test_values_normalize_and_round_trip() -> None:
     rrset = DesiredRRSet("example.com", "app", "A", 300, ("203.0.113.1",), {"managed-by": "hecate"})
     assert DesiredRRSet.from_dict(rrset.to_dict()) == rrset
     assert DesiredRRSet.from_dict(rrset.to_dict()).labels == rrset.labels
+
+
+def test_hcloud_is_imported_only_when_a_hetzner_provider_is_made() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, hecate_agent.dns.target, hecate_agent.dns.hetzner, hecate_agent.dns.certificates; "
+        "sys.exit(1 if 'hcloud' in sys.modules else 0)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
