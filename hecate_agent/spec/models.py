@@ -22,8 +22,8 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
+from hecate_agent.spec.addresses import AddressError, parse_server
 from hecate_agent.spec.types import (
-    STREAM_SERVER_PATTERN,
     Dial,
     Domain,
     Duration,
@@ -40,13 +40,11 @@ from hecate_agent.spec.types import (
     Port,
     RateLimit,
     ResourceName,
+    StreamServer,
     Templated,
     TlsVersion,
     UpstreamHeaderValue,
     UrlOrReference,
-    normalize_dial,
-    normalize_upstream_host,
-    split_host_port,
 )
 
 API_VERSION = "hecate.io/v1"
@@ -244,14 +242,6 @@ class AuthPolicyDocument(SpecModel):
 
 # --- Stream -------------------------------------------------------------------------
 
-StreamServer = Annotated[
-    str,
-    Field(
-        pattern=STREAM_SERVER_PATTERN,
-        description="Upstream 'host:port'; with a preset, the host alone (each preset port maps to itself).",
-    ),
-]
-
 
 class StreamUpstream(SpecModel):
     server: StreamServer
@@ -315,21 +305,17 @@ class StreamSpec(SpecModel):
 
 
 def _check_stream_server(server: str, *, with_port: bool, preset: str | None) -> None:
-    bracketed_v6 = server.startswith("[") and server.endswith("]")
-    has_port = not bracketed_v6 and ":" in server
-    if with_port:
-        if not has_port:
-            raise PydanticCustomError("hecate", f"upstream {server!r} needs a port: 'host:port'")
-        normalize_dial(server)
-    else:
-        if has_port:
-            host, _ = split_host_port(server)
-            raise PydanticCustomError(
-                "hecate",
-                f"upstream {server!r}: with preset {preset!r} give the host only ({host!r}); "
-                f"each preset port is forwarded to the same port on it",
-            )
-        normalize_upstream_host(server, server)
+    """The field checked the syntax; here, whether a port must or must not be given."""
+    try:
+        host, port = parse_server(server, with_port=with_port)
+    except AddressError as exc:
+        raise PydanticCustomError("hecate", f"upstream {server!r}: {exc}") from None
+    if not with_port and port is not None:
+        raise PydanticCustomError(
+            "hecate",
+            f"upstream {server!r}: with preset {preset!r} give the host only ({host!r}); "
+            f"each preset port is forwarded to the same port on it",
+        )
 
 
 class StreamDocument(SpecModel):
