@@ -152,6 +152,8 @@ def _problem(value: str, kind: str) -> str:
         return "it contains a space, control character, quote, '$', ';', '\\' or brace; an address cannot"
     if "://" in value:
         return "write host:port without a scheme, e.g. '10.0.0.5:8080'"
+    if "/" in value:
+        return "an address has no path ('/'): write host:port, e.g. '10.0.0.5:8080'"
     if value.startswith("[") and "]" not in value:
         return "the '[' of an IPv6 address is not closed"
     if value.startswith("[") and not value.endswith("]"):
