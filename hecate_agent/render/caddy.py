@@ -45,6 +45,7 @@ from hecate_agent.spec.types import (
 
 ID_PREFIX = "hecate-"
 PLAIN_SUFFIX = ".http"  # the copy of an object on the plain-HTTP server
+IDENTITY_DELETE = ("X-Authentik*", "X_authentik*")  # client-sent identity headers, any spelling
 RATE_LIMIT_MODULE = "http.handlers.rate_limit"
 WEIGHTED_POLICY_MODULE = "http.reverse_proxy.selection_policies.weighted_round_robin"
 MAX_EXPANDED_UPSTREAMS = 1000
@@ -584,8 +585,11 @@ class _Renderer:
 
         copied = sorted(AUTHENTIK_HEADERS.values())
         copy_routes: list[dict[str, Any]] = [
-            # Identity headers come only from the outpost: drop whatever the client sent.
-            {"handle": [{"handler": "headers", "request": {"delete": copied}}]}
+            # Identity headers come only from the outpost: drop whatever the client sent, in every
+            # spelling. Go canonicalizes names (X-Authentik-Username, X_authentik_username) and CGI-style
+            # backends read '_' as '-' (HTTP_X_AUTHENTIK_USERNAME), so both prefixes go (Caddy's
+            # delete takes a trailing '*' as a prefix match).
+            {"handle": [{"handler": "headers", "request": {"delete": list(IDENTITY_DELETE)}}]}
         ]
         for name in copied:
             placeholder = f"{{http.reverse_proxy.header.{name}}}"
