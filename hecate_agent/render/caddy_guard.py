@@ -39,32 +39,63 @@ def _has_foreign_brace(text: str) -> bool:
 
 
 class Inspection:
-    """What one walk over rendered JSON found: ids in order, and fields holding foreign braces."""
+    """What one walk over rendered JSON found: its @ids, and the fields holding foreign braces."""
 
-    def __init__(self) -> None:
-        self.ids: list[str] = []
-        self.foreign: list[str] = []
-
-    def walk(self, node: Any, path: str) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                where = f"{path}.{key}" if path else str(key)
-                if isinstance(key, str) and _has_foreign_brace(key):
-                    self.foreign.append(f"{where} (a key)")
-                if key == "@id" and isinstance(value, str):
-                    self.ids.append(value)
-                self.walk(value, where)
-        elif isinstance(node, list):
-            for index, value in enumerate(node):
-                self.walk(value, f"{path}[{index}]")
-        elif isinstance(node, str) and _has_foreign_brace(node):
-            self.foreign.append(path or "(the value)")
+    def __init__(self, ids: list[str], foreign: list[str]) -> None:
+        self.ids = ids
+        self.foreign = foreign
 
 
-def inspect(node: Any, path: str = "") -> Inspection:
-    found = Inspection()
-    found.walk(node, path)
-    return found
+def _brace_in(text: str) -> bool:
+    return ("{" in text or "}" in text) and text not in OWN_PLACEHOLDERS and _has_foreign_brace(text)
+
+
+def inspect(node: Any) -> Inspection:
+    """One pass without building paths (it runs over every rendered route, so it is kept lean); only
+    when a foreign brace turns up is the output walked again to name where."""
+    ids: list[str] = []
+    foreign = False
+    stack = [node]
+    pop, push = stack.pop, stack.append
+    while stack:
+        item = pop()
+        if type(item) is dict:
+            for key, value in item.items():
+                kind = type(value)
+                if kind is str:
+                    if key == "@id":
+                        ids.append(value)
+                    if ("{" in value or "}" in value) and _brace_in(value):
+                        foreign = True
+                elif kind is dict or kind is list:
+                    push(value)
+                if ("{" in key or "}" in key) and _brace_in(key):
+                    foreign = True
+        elif type(item) is list:
+            for value in item:
+                kind = type(value)
+                if kind is str:
+                    if ("{" in value or "}" in value) and _brace_in(value):
+                        foreign = True
+                elif kind is dict or kind is list:
+                    push(value)
+    return Inspection(ids, _foreign_fields(node, "") if foreign else [])
+
+
+def _foreign_fields(node: Any, path: str) -> list[str]:
+    if isinstance(node, dict):
+        found = []
+        for key, value in node.items():
+            where = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and _brace_in(key):
+                found.append(f"{where} (a key)")
+            found += _foreign_fields(value, where)
+        return found
+    if isinstance(node, list):
+        return [f for index, value in enumerate(node) for f in _foreign_fields(value, f"{path}[{index}]")]
+    if isinstance(node, str) and _brace_in(node):
+        return [path or "(the value)"]
+    return []
 
 
 def brace_problems(owner: str, inspection: Inspection) -> list[str]:
