@@ -27,10 +27,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hecate_agent.errors import HecateError
+from hecate_agent.render.caddy_auth import forward_auth_routes
 from hecate_agent.render.caddy_guard import brace_problems, duplicate_id_problems, inspect
 from hecate_agent.spec.addresses import AddressError, parse_http_url
 from hecate_agent.spec.checks import effective_health_check
-from hecate_agent.spec.headers import AUTHENTIK_HEADERS, REQUEST_ID_HEADER
+from hecate_agent.spec.headers import REQUEST_ID_HEADER
 from hecate_agent.spec.loader import DesiredState, Located
 from hecate_agent.spec.models import AuthPolicyDocument, GlobalConfig, RouteDocument
 from hecate_agent.spec.types import (
@@ -45,13 +46,9 @@ from hecate_agent.spec.types import (
 
 ID_PREFIX = "hecate-"
 PLAIN_SUFFIX = ".http"  # the copy of an object on the plain-HTTP server
-IDENTITY_DELETE = ("X-Authentik*", "X_authentik*")  # client-sent identity headers, any spelling
 RATE_LIMIT_MODULE = "http.handlers.rate_limit"
 WEIGHTED_POLICY_MODULE = "http.reverse_proxy.selection_policies.weighted_round_robin"
 MAX_EXPANDED_UPSTREAMS = 1000
-# Addresses whose X-Forwarded-* headers the outpost request may carry on (as Caddy's
-# `trusted_proxies private_ranges` expands to in 2.6.2).
-PRIVATE_RANGES = ["192.168.0.0/16", "172.16.0.0/12", "10.0.0.0/8", "127.0.0.1/8", "fd00::/8", "::1"]
 # A value substituted into Caddy's JSON must not smuggle placeholders or header breaks.
 _UNSAFE_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f{}]")
 _REFERENCE_IN_TEXT = re.compile(r"\$\{(" + REFERENCE_BODY + r")\}")
@@ -571,104 +568,10 @@ class _Renderer:
         self, located: Located[RouteDocument], policy: Located[AuthPolicyDocument]
     ) -> list[dict[str, Any]]:
         dial, tls = self.outpost()
-        spec = policy.doc.spec
-
         # Ids name the policy and the route, so a plan can attribute these objects to AuthPolicy/<policy>.
-        def auth_id(piece: str) -> str:
-            return caddy_id("auth", policy.name, located.name, piece)
-
-        def proxy_to_outpost(**extra: Any) -> dict[str, Any]:
-            handler: dict[str, Any] = {"handler": "reverse_proxy", "upstreams": [{"dial": dial}], **extra}
-            if tls:
-                handler["transport"] = {"protocol": "http", "tls": {}}
-            return handler
-
-        copied = sorted(AUTHENTIK_HEADERS.values())
-        copy_routes: list[dict[str, Any]] = [
-            # Identity headers come only from the outpost: drop whatever the client sent, in every
-            # spelling. Go canonicalizes names (X-Authentik-Username, X_authentik_username) and CGI-style
-            # backends read '_' as '-' (HTTP_X_AUTHENTIK_USERNAME), so both prefixes go (Caddy's
-            # delete takes a trailing '*' as a prefix match).
-            {"handle": [{"handler": "headers", "request": {"delete": list(IDENTITY_DELETE)}}]}
-        ]
-        for name in copied:
-            placeholder = f"{{http.reverse_proxy.header.{name}}}"
-            # Caddy 2.6.2 would pass a missing header on as the literal placeholder text;
-            # an absent placeholder compares equal to "<nil>" in the vars matcher (fact 25).
-            copy_routes.append(
-                {
-                    "match": [{"not": [{"vars": {placeholder: ["<nil>", ""]}}]}],
-                    "handle": [{"handler": "headers", "request": {"set": {name: [placeholder]}}}],
-                }
-            )
-        routes: list[dict[str, Any]] = [
-            {
-                "@id": auth_id("outpost"),
-                "match": [{"path": ["/outpost.goauthentik.io/*"]}],
-                "handle": [proxy_to_outpost()],
-                "terminal": True,
-            }
-        ]
-        if spec.allowed_methods:
-            routes.append(
-                _deny(auth_id("methods"), {"not": [{"method": list(spec.allowed_methods)}]}, 405, "method not allowed")
-            )
-        routes.append(
-            {
-                "@id": auth_id("forward"),
-                "handle": [
-                    proxy_to_outpost(
-                        rewrite={"method": "GET", "uri": "/outpost.goauthentik.io/auth/caddy"},
-                        headers={
-                            "request": {
-                                "set": {
-                                    "X-Forwarded-Method": ["{http.request.method}"],
-                                    "X-Forwarded-Uri": ["{http.request.uri}"],
-                                }
-                            }
-                        },
-                        trusted_proxies=PRIVATE_RANGES,
-                        handle_response=[{"match": {"status_code": [2]}, "routes": copy_routes}],
-                    )
-                ],
-            }
+        return forward_auth_routes(
+            policy.doc.spec, dial, tls, lambda piece: caddy_id("auth", policy.name, located.name, piece)
         )
-        for attribute in spec.metadata.required:
-            header = AUTHENTIK_HEADERS[attribute]
-            routes.append(
-                _deny(
-                    auth_id(f"requires-{attribute}"),
-                    {"not": [{"header_regexp": {header: {"pattern": ".+"}}}]},
-                    403,
-                    "forbidden",
-                )
-            )
-        if spec.requirements.groups:
-            alternatives = "|".join(_go_regex_escape(g) for g in sorted(spec.requirements.groups))
-            # Authentik sends groups separated by '|'.
-            pattern = f"(^|\\|)({alternatives})(\\||$)"
-            routes.append(
-                _deny(
-                    auth_id("groups"),
-                    {"not": [{"header_regexp": {"X-Authentik-Groups": {"pattern": pattern}}}]},
-                    403,
-                    "forbidden",
-                )
-            )
-        return routes
-
-
-def _deny(object_id: str, matcher: dict[str, Any], status: int, body: str) -> dict[str, Any]:
-    return {
-        "@id": object_id,
-        "match": [matcher],
-        "handle": [{"handler": "static_response", "status_code": status, "body": body + "\n"}],
-        "terminal": True,
-    }
-
-
-def _go_regex_escape(text: str) -> str:
-    return re.sub(r"([\\.+*?()|\[\]{}^$])", r"\\\1", text)
 
 
 def _plain_copy(node: Any) -> Any:
