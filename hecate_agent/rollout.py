@@ -70,6 +70,16 @@ def halt_key(prefix: str, revision: str) -> str:
     return f"{prefix.strip('/')}/halts/{revision_key(revision)}"
 
 
+def halted_revisions(client: Any, prefix: str) -> set[str]:
+    """Every revision halted in Consul now (one read)."""
+    _, entries = client.kv.get(f"{prefix.strip('/')}/halts/", recurse=True)
+    found = set()
+    for entry in entries or []:
+        revision = _halt_value(entry).get("revision")
+        found.add(str(revision) if revision else str(entry["Key"]).rsplit("/", 1)[-1])
+    return found
+
+
 def resume(client: Any, prefix: str, revision: str) -> bool:
     """Lift a halt; True if there was one."""
     _, entry = client.kv.get(halt_key(prefix, revision))
@@ -204,7 +214,7 @@ class RolloutCoordinator:
     def halt(self, revision: str, error: str) -> None:
         """Mark `revision` failed for the whole fleet (the first node to fail is the one named), and
         wake every node queued for it: each watches one contender key, so each key is touched."""
-        body = json.dumps({"node": self.node, "error": error[:500], "at": utc_now()})
+        body = json.dumps({"node": self.node, "revision": revision, "error": error[:500], "at": utc_now()})
         # Best effort: the other nodes' own failures halt it too; this must never stop the rollback.
         with contextlib.suppress(*_CONSUL_ERRORS):
             self.client.kv.put(halt_key(self.prefix, revision), body, cas=0)

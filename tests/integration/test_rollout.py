@@ -225,3 +225,38 @@ def test_rollout_resume_from_the_command_line(consul_server, tmp_path) -> None:
     consul_server.down = True
     down = cli("rollout", "resume", REV)
     assert down.returncode == 1 and "cannot reach Consul (ConnectionError)" in down.stderr
+
+
+def test_rollout_resume_and_wait_for_take_the_short_revision_the_fleet_table_shows(consul_server, tmp_path) -> None:
+    """Issue 13 #4 and #5: `rollout resume <12 chars>` said "was not halted" and exited 0 while the revision
+    was halted; `--wait-for` right after the resume failed on the nodes' stale "halted" status."""
+    import subprocess
+    import sys
+
+    config = tmp_path / "agent.yaml"
+    config.write_text(json.dumps({"node": {"name": "ops"}, "stateDir": str(tmp_path / "state"),
+                                  "consul": {"address": f"http://127.0.0.1:{consul_server.port}"}}))
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "hecate_agent", "--config", str(config), *args],
+                              capture_output=True, text=True, timeout=60, check=False)
+
+    edge = coordinator(consul_server, "edge-1")
+    edge.halt(REV, "blocked: verification failed")
+    edge.publisher.publish({"node": "edge-1", "phase": "Halted", "appliedRevision": "fedcba9876543210",
+                            "desiredRevision": REV, "lastAttempt": {"revision": REV, "outcome": "halted"}})
+    failed = cli("status", "--fleet", "--wait-for", REV[:12], "--timeout", "5s")
+    assert failed.returncode == 1 and f"{REV} failed on: edge-1 (halted)" in failed.stderr
+    assert cli("rollout", "resume", "012").returncode == 1  # too short
+    coordinator(consul_server, "edge-2").halt("01234567ffff", "rolled_back: nginx -t failed")
+    ambiguous = cli("rollout", "resume", "01234567")
+    assert ambiguous.returncode == 1 and "ambiguous" in ambiguous.stderr and "01234567ffff" in ambiguous.stderr
+    lifted = cli("rollout", "resume", REV[:12])
+    assert lifted.returncode == 0 and f"Lifted the halt on {REV}" in lifted.stdout, lifted.stdout + lifted.stderr
+    # Right after the resume the node still says "halted": that is waited for, not a failure.
+    waiting = cli("status", "--fleet", "--wait-for", REV[:12], "--timeout", "2s")
+    assert waiting.returncode == 1 and "not there yet: edge-1" in waiting.stderr, waiting.stderr
+    edge.publisher.publish({"node": "edge-1", "phase": "Synced", "appliedRevision": REV, "desiredRevision": REV,
+                            "lastAttempt": {"revision": REV, "outcome": "applied"}})
+    done = cli("status", "--fleet", "--wait-for", REV[:12], "--timeout", "5s")
+    assert done.returncode == 0 and f"applied {REV}" in done.stdout
