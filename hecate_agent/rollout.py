@@ -129,6 +129,7 @@ class RolloutCoordinator:
         known = self.halts.get(revision)
         if known is not None:
             raise RolloutHaltedError(revision, known)  # no request: the halt watch wakes us when it is lifted
+        self.halts, self.watched = {}, None  # a newer revision: the old halt's watch ends after its read
         try:
             self.session = self.publisher.ensure_session()
             mine = self._semaphore(revision) + self.session
