@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -133,3 +134,37 @@ def test_a_fleet_rolls_out_two_at_a_time_halts_a_bad_revision_and_takes_the_fix(
         assert max_holders(logs(agents), fixed) <= 2
         assert all(http_get(a.node.caddy.http_port, "app.example.com").json()["upstream"] == "other" for a in agents)
         assert all(s["phase"] == "Synced" for s in (a.status() for a in agents))
+
+
+def test_resume_then_wait_for_with_the_short_revision_takes_the_halted_revision_everywhere(fleet) -> None:
+    """Issue 13 #4/#5 end to end: the nodes refuse a halted revision and wait on the halt key (not on
+    every poll); `rollout resume <12 chars>` wakes them, and `--wait-for <12 chars>` right after it waits
+    for them instead of failing on their stale "halted" status."""
+    from hecate_agent.consul_status import ConsulPublisher
+    from hecate_agent.rollout import RolloutCoordinator
+
+    agents, consul_server, remote = fleet
+    good, other = Upstream("good"), Upstream("other")
+    with serving(good, other):
+        first = remote.commit({"specs/routes/app.yaml": app(good.dial)}, "first")
+        remote.push()
+        for agent in agents:
+            agent.start()
+        for agent in agents:
+            agent.wait_applied(first, timeout=90)
+        second = remote.commit({"specs/routes/app.yaml": app(other.dial)}, "second")
+        operator = ConsulPublisher(f"http://127.0.0.1:{consul_server.port}", "ops")
+        RolloutCoordinator(operator, max_concurrent=2, soak=0, wait_timeout=1,
+                           stopping=threading.Event()).halt(second, "blocked: held by an operator")
+        remote.push()
+        assert wait_until(lambda: all(published(consul_server).get(f"edge-{i}", {}).get("phase") == "Halted"
+                                      for i in range(NODES)), timeout=60), published(consul_server)
+        short = second[:12]
+        failed = fleet_cli(agents[0], "status", "--fleet", "--wait-for", short, "--timeout", "5s")
+        assert failed.returncode == 1 and f"{second} failed on: " in failed.stderr
+        lifted = fleet_cli(agents[0], "rollout", "resume", short)
+        assert lifted.returncode == 0 and f"Lifted the halt on {second}" in lifted.stdout, lifted.stderr
+        waited = fleet_cli(agents[0], "status", "--fleet", "--wait-for", short, "--timeout", "60s")
+        assert waited.returncode == 0, waited.stdout + waited.stderr
+        assert f"All {NODES} node(s) applied {second}." in waited.stdout
+        assert all(http_get(a.node.caddy.http_port, "app.example.com").json()["upstream"] == "other" for a in agents)
