@@ -94,6 +94,17 @@ def test_a_fleet_rolls_out_two_at_a_time_halts_a_bad_revision_and_takes_the_fix(
         assert waited.returncode == 0, waited.stdout + waited.stderr
         assert f"All {NODES} node(s) applied {first}." in waited.stdout
 
+        # Idle (polls every second, drift checks every two): the status is not rewritten to Consul after
+        # every poll, only on the last real changes (the first stream probe's result, applied -> noop).
+        assert wait_until(lambda: all(s.get("phase") == "Synced" for s in published(consul_server).values()),
+                          timeout=20)
+        with consul_server.state.lock:
+            writes = len(consul_server.state.writes)
+        threading.Event().wait(6)
+        with consul_server.state.lock:
+            keys = [key for _, key, _ in consul_server.state.writes[writes:]]
+        assert all(keys.count(k) <= 2 for k in keys), keys  # was: one per poll, 6 or more
+
         # A revision whose verification fails (its labelled route answers 502 everywhere): the first
         # nodes to try it roll back and halt it; the others refuse it by name.
         bad = remote.commit({"specs/routes/app.yaml": app("127.0.0.1:1", verify=True)}, "bad")
