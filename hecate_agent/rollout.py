@@ -18,9 +18,10 @@ queue and watches the next one).
 
 A revision that fails on a node (rolled back, or refused by verification or by
 the renderer) is marked failed under `<prefix>/halts/<revision>`. Halts hold:
-the node that halts touches every queued contender key, so every waiting node
-wakes and leaves the queue; and a node reads the halt again after winning its
-slot, before it applies. A node that met a halt does not queue again: it
+the node that halts touches every queued contender key (a write that keeps the
+value and the session), so every waiting node wakes, sees a touched key ahead
+of it, reads the halt and leaves the queue; and a node reads the halt again
+after winning its slot, before it applies. A node that met a halt does not queue again: it
 blocks on the halt key (one open request) until a newer revision arrives or an
 operator runs `hecate-agent rollout resume REV`, and is woken when that happens.
 """
@@ -147,14 +148,15 @@ class RolloutCoordinator:
             raise RolloutError(f"rollout: Consul did not answer ({type(exc).__name__}); waiting for it") from None
 
     def _wait_turn(self, revision: str, mine: str, deadline: float) -> bool:
-        prefix = self._semaphore(revision)
         while not self.stopping.is_set():
-            _, entries = self.client.kv.get(prefix, recurse=True)
-            queue = sorted((e for e in entries or [] if e.get("Session")), key=lambda e: int(e["CreateIndex"]))
+            queue = self._queue(revision)
             keys = [e["Key"] for e in queue]
             if mine not in keys:
                 raise RolloutError("rollout: this node's place in the queue went (its Consul session expired)")
             position = keys.index(mine)
+            if any(e["ModifyIndex"] != e["CreateIndex"] for e in queue[:position]):
+                # A contender key ahead was touched: by a halting node (or by a release, see there).
+                self._refuse_if_halted(revision)
             # Every contender names its limit; the strictest one queued up to here binds.
             limit = min(_limit(e, self.max_concurrent) for e in queue[: position + 1])
             if position < limit:
@@ -164,9 +166,7 @@ class RolloutCoordinator:
                 return False
             gate = queue[position - limit]  # its departure lets us in when nodes finish in order
             wait = max(1, int(min(QUEUE_WAIT, remaining)))
-            _, still = self.client.kv.get(gate["Key"], index=gate["ModifyIndex"], wait=f"{wait}s")
-            if still is not None and still["ModifyIndex"] != gate["ModifyIndex"]:
-                self._refuse_if_halted(revision)  # a halting node touched the queue
+            self.client.kv.get(gate["Key"], index=gate["ModifyIndex"], wait=f"{wait}s")
         return False
 
     def _refuse_if_halted(self, revision: str) -> None:
@@ -204,9 +204,24 @@ class RolloutCoordinator:
                 return
 
     def release(self, revision: str) -> None:
-        """Give the slot back (best effort: the session's expiry frees it anyway)."""
+        """Give the slot back (best effort: the session's expiry frees it anyway).
+
+        The node let in by this release watches the front of the queue. When this node was not the
+        front (nodes finished out of order), the front's key is touched so that node wakes now rather
+        than when the front finishes."""
         with contextlib.suppress(*_CONSUL_ERRORS):
+            queue = self._queue(revision)
+            keys = [e["Key"] for e in queue]
+            mine = self._semaphore(revision) + (self.session or "")
             self._withdraw(revision)
+            if mine in keys and keys.index(mine) > 0 and len(keys) > self.max_concurrent:
+                front = queue[0]
+                self.client.kv.put(front["Key"], front.get("Value") or b"", cas=front["ModifyIndex"])
+
+    def _queue(self, revision: str) -> list[dict[str, Any]]:
+        """The live contenders for `revision`, in queue order."""
+        _, entries = self.client.kv.get(self._semaphore(revision), recurse=True)
+        return sorted((e for e in entries or [] if e.get("Session")), key=lambda e: int(e["CreateIndex"]))
 
     def _withdraw(self, revision: str) -> None:
         if self.session is not None:

@@ -93,14 +93,32 @@ def test_many_contenders_never_exceed_the_limit(consul_server) -> None:
     assert len(inside) == 6 and max(inside) == 2
     # Every slot was given back: nothing is left behind in Consul for the revision.
     assert [k for k in consul_server.state.kv if "/rollout/" in k] == []
-    limits = [json.loads(body)["limit"] for _, key, body in consul_server.state.writes if "/rollout/" in key]
-    assert len(limits) == 6 and set(limits) == {2}
+    limits = {key: json.loads(body)["limit"] for _, key, body in consul_server.state.writes if "/rollout/" in key}
+    assert len(limits) == 6 and set(limits.values()) == {2}  # one contender key per node, naming the limit
 
 
 def test_the_strictest_queued_limit_binds(consul_server) -> None:
     strict, loose = coordinator(consul_server, "strict", limit=1), coordinator(consul_server, "loose", limit=3, wait=0.5)
     assert strict.acquire(REV)
     assert not loose.acquire(REV)  # its own limit would let it in; the one ahead of it says 1
+
+
+def test_a_slot_freed_out_of_order_goes_to_the_next_node_at_once(consul_server) -> None:
+    """A waiting node watches the front of the queue; when another holder finishes first, it is woken
+    by that holder rather than left waiting for the front (or for its blocking read to run out)."""
+    front, second = coordinator(consul_server, "edge-1", limit=2), coordinator(consul_server, "edge-2", limit=2)
+    waiting = coordinator(consul_server, "edge-3", limit=2, wait=60)
+    assert front.acquire(REV) and second.acquire(REV)
+    taken: list[bool] = []
+    waiter = threading.Thread(target=lambda: taken.append(waiting.acquire(REV)))
+    waiter.start()
+    assert consul_server.wait_blocked(1)
+    second.release(REV)  # out of order: the front still holds its slot
+    waiter.join(timeout=20)  # its blocking read would run for 30 s
+    assert taken == [True]
+    front.release(REV)
+    waiting.release(REV)
+    assert [k for k in consul_server.state.kv if "/rollout/" in k] == []
 
 
 def test_a_halt_written_while_a_node_sits_in_a_blocked_query_holds(consul_server) -> None:
@@ -132,7 +150,7 @@ def test_a_halt_written_while_a_node_sits_in_a_blocked_query_holds(consul_server
 def test_a_halt_wakes_the_queued_nodes(consul_server) -> None:
     """A node queued behind a holder that halts is woken by the halt, not left waiting for a slot."""
     holder = coordinator(consul_server, "edge-1")
-    waiters = [coordinator(consul_server, f"edge-{i}", wait=60) for i in range(2, 5)]
+    waiters = [coordinator(consul_server, f"edge-{i}", wait=60) for i in range(2, 8)]
     assert holder.acquire(REV)
     outcome: list[object] = []
 
@@ -145,11 +163,11 @@ def test_a_halt_wakes_the_queued_nodes(consul_server) -> None:
     threads = [threading.Thread(target=wait_for_slot, args=(c,)) for c in waiters]
     for t in threads:
         t.start()
-    assert consul_server.wait_blocked(3)
+    assert consul_server.wait_blocked(6)
     holder.halt(REV, "blocked: nginx -t failed")  # the holder keeps its slot: it has not released yet
     for t in threads:
-        t.join(timeout=20)
-    assert len(outcome) == 3 and all(isinstance(o, RolloutHaltedError) for o in outcome), outcome
+        t.join(timeout=20)  # their blocking reads would run for 30 s
+    assert len(outcome) == 6 and all(isinstance(o, RolloutHaltedError) for o in outcome), outcome
 
 
 def test_a_halted_node_waits_on_the_halt_key_instead_of_queueing(consul_server) -> None:
