@@ -13,8 +13,8 @@ revision once the last node is through.
 Waiting costs Consul little (a rollout is a bounded number of requests per
 node, not one per change of the queue): a waiting node blocks on one key only,
 the contender `maxConcurrent` places ahead of it, whose departure is what lets
-it in when nodes finish in order (if they finish out of order, it re-reads the
-queue and watches the next one).
+it in when nodes finish in order. A holder that finishes before the front of
+the queue touches the front's key, which wakes the node it lets in.
 
 A revision that fails on a node (rolled back, or refused by verification or by
 the renderer) is marked failed under `<prefix>/halts/<revision>`. Halts hold:
