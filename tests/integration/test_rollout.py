@@ -191,7 +191,7 @@ def test_a_halted_node_waits_on_the_halt_key_instead_of_queueing(consul_server) 
 
 def test_a_rollout_costs_a_bounded_number_of_requests_per_node(consul_server) -> None:
     """Waiting nodes watch one key each: the requests per node do not grow with the fleet."""
-    nodes, limit = 30, 5
+    nodes, limit = 50, 5  # the fleet of issue 13
     coordinators = [coordinator(consul_server, f"n{i:02}", limit=limit, wait=60) for i in range(nodes)]
     for c in coordinators:
         c.session = c.publisher.ensure_session()  # sessions are the status publisher's cost, not the rollout's
