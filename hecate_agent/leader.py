@@ -122,9 +122,15 @@ class LeaderElection:
                 return False
             try:
                 index, entry = self.publisher.client.kv.get(self.key)
-                if entry is not None and entry.get("Session"):
-                    wait = max(1, int(min(WAIT_STEP, remaining)))
-                    self.publisher.client.kv.get(self.key, index=index, wait=f"{wait}s")
             except _CONSUL_ERRORS:
-                self.stopping.wait(min(1.0, max(0.0, deadline - time.monotonic())))
+                entry, index = None, None
+            if entry is not None and entry.get("Session"):
+                wait = max(1, int(min(WAIT_STEP, remaining)))
+                try:
+                    self.publisher.client.kv.get(self.key, index=index, wait=f"{wait}s")
+                except _CONSUL_ERRORS:
+                    self.stopping.wait(min(1.0, remaining))
+            else:
+                # Free, yet not ours (Consul away, or our session refused): try again shortly, not in a spin.
+                self.stopping.wait(min(1.0, remaining))
         return False

@@ -77,3 +77,15 @@ def test_an_unreachable_consul_means_not_the_leader(consul_server) -> None:
     assert a.try_acquire()
     consul_server.down = True
     assert not a.is_leader()  # cannot confirm: never act as if leading
+
+
+def test_a_free_lead_this_node_cannot_take_is_retried_calmly(consul_server) -> None:
+    """Its session gone (expired while Consul was away): the lock is free but refused to it. The wait
+    retries about once a second instead of spinning on Consul."""
+    b = election(consul_server, "edge-2")
+    b.session = b.publisher.ensure_session()
+    with consul_server.state.lock:
+        consul_server.state.invalidate(b.session)
+    before = consul_server.state.requests
+    assert not b.wait(timeout=2)
+    assert consul_server.state.requests - before <= 8
