@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from tests.helpers import dump_yaml, route, stream, write_repo
 
@@ -64,3 +67,44 @@ def test_huge_integers_are_problems_in_plan_against(tmp_path: Path) -> None:
     )
     assert result.returncode == 1, result.stderr
     assert_positioned(result.stdout + result.stderr, result.stderr)
+
+
+CONTROL = "\x1b[2K\x1b[31mforged\x00\u202e"
+FORGED_KEY = "X-A\r\nrepo/routes/ok.yaml:1:1: Route/ok: spec: all good"
+
+
+def control_repo(root: Path) -> Path:
+    named = route(name=CONTROL, domain="named.example.com")
+    keyed = route(name="keyed", domain="keyed.example.com", headers={"set": {FORGED_KEY: "x"}})
+    return write_repo(root, {"routes/named.yaml": dump_yaml(named), "routes/keyed.yaml": dump_yaml(keyed),
+                             "routes/esc\x1b[1m.yaml": dump_yaml(route("esc", domain="bad host"))})
+
+
+@pytest.mark.parametrize("output_format", ["text", "github", "sarif"])
+def test_control_characters_are_escaped_and_each_problem_stays_one_line(tmp_path: Path, output_format: str) -> None:
+    repo = control_repo(tmp_path / "repo")
+    result = run("validate", "--format", output_format, str(repo))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    out = result.stdout
+    assert not any(c in out for c in "\x00\x1b\r\u202e"), out
+    if output_format == "sarif":
+        messages = [r["message"]["text"] for r in json.loads(out)["runs"][0]["results"]]
+        assert any(m.startswith("Route/\\x1b[2K\\x1b[31mforged\\x00\\u202e: ") for m in messages), messages
+        return
+    lines = out.splitlines()
+    assert len(lines) == 4, lines  # three problems and the summary
+    assert not any(line.startswith(("repo/routes/ok.yaml", "::error file=repo/routes/ok.yaml")) for line in lines)
+    joined = "\n".join(lines)
+    assert "Route/\\x1b[2K\\x1b[31mforged\\x00\\u202e" in joined
+    line_break = "%0D%0A" if output_format == "github" else "\\r\\n"  # the runner's own escape for line breaks
+    assert f"X-A{line_break}repo/routes/ok.yaml:1:1" in joined
+    assert "esc\\x1b[1m.yaml" in joined
+
+
+def test_printable_escapes_only_what_moves_the_terminal() -> None:
+    from hecate_agent.errors import printable
+
+    assert printable("plain: ok, héllo 世界 \\n stays") == "plain: ok, héllo 世界 \\n stays"
+    assert printable("a\nb\rc\td\x00e\x7ff\x85g\u2028h\u202ei\ufeff") == (
+        "a\\nb\\rc\\td\\x00e\\x7ff\\x85g\\u2028h\\u202ei\\ufeff"
+    )
