@@ -30,13 +30,11 @@ from urllib.parse import urlsplit
 from hecate_agent.errors import HecateError
 from hecate_agent.spec.checks import effective_health_check
 from hecate_agent.spec.loader import DesiredState, Located
+from hecate_agent.spec.middleware import Compression, RateLimit, RequestId
 from hecate_agent.spec.models import AuthPolicyDocument, GlobalConfig, RouteDocument
 from hecate_agent.spec.types import (
     REFERENCE_BODY,
-    Compression,
     Duration,
-    RateLimit,
-    RequestId,
     header_references,
     template_references,
 )

@@ -22,6 +22,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
+from hecate_agent.spec.middleware import Middleware, RateLimit
 from hecate_agent.spec.types import (
     STREAM_SERVER_PATTERN,
     Dial,
@@ -35,21 +36,19 @@ from hecate_agent.spec.types import (
     LabelKey,
     LabelValue,
     ListenAddress,
-    Middleware,
     PlainText,
     Port,
-    RateLimit,
     ResourceName,
     Templated,
     TlsVersion,
     UpstreamHeaderValue,
-    UrlOrReference,
     WholeSecondsDuration,
     at_most,
     normalize_dial,
     normalize_upstream_host,
     split_host_port,
 )
+from hecate_agent.spec.urls import UrlOrReference
 
 API_VERSION = "hecate.io/v1"
 

@@ -17,7 +17,6 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 import idna
 from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, PlainValidator, WithJsonSchema
@@ -393,70 +392,6 @@ TlsVersion = Annotated[
 ]
 
 
-# --- middleware -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RateLimit:
-    requests: int
-    per: Literal["second", "minute", "hour"]
-
-    def __str__(self) -> str:
-        return f"rate-limit:{self.requests}/{self.per}"
-
-
-@dataclass(frozen=True)
-class Compression:
-    def __str__(self) -> str:
-        return "compression"
-
-
-@dataclass(frozen=True)
-class RequestId:
-    def __str__(self) -> str:
-        return "request-id"
-
-
-MiddlewareValue = RateLimit | Compression | RequestId
-KNOWN_MIDDLEWARE = ("compression", "rate-limit:<n>/<second|minute|hour>", "request-id")
-_RATE_LIMIT = re.compile(r"rate-limit:([1-9][0-9]{0,8})/(second|minute|hour)\Z")
-MIDDLEWARE_PATTERN = r"^(compression|request-id|rate-limit:[1-9][0-9]{0,8}/(second|minute|hour))$"
-
-
-def parse_middleware(value: Any) -> MiddlewareValue:
-    if isinstance(value, RateLimit | Compression | RequestId):
-        return value
-    if not isinstance(value, str):
-        raise _fail(f"expected a middleware name (string), got {type(value).__name__}")
-    if value == "compression":
-        return Compression()
-    if value == "request-id":
-        return RequestId()
-    match = _RATE_LIMIT.match(value)
-    if match:
-        per: Literal["second", "minute", "hour"] = match.group(2)  # type: ignore[assignment]  # regex-checked
-        return RateLimit(int(match.group(1)), per)
-    if value.startswith("rate-limit"):
-        raise _fail(
-            f"{value!r}: write a rate limit as 'rate-limit:<n>/<second|minute|hour>', e.g. 'rate-limit:100/minute'"
-        )
-    raise _fail(f"unknown middleware {value!r}; known: {', '.join(KNOWN_MIDDLEWARE)}")
-
-
-Middleware = Annotated[
-    MiddlewareValue,
-    PlainValidator(parse_middleware),
-    PlainSerializer(str, return_type=str),
-    WithJsonSchema(
-        {
-            "type": "string",
-            "pattern": MIDDLEWARE_PATTERN,
-            "description": "One of: " + ", ".join(KNOWN_MIDDLEWARE) + ".",
-        }
-    ),
-]
-
-
 # --- templated strings (global config, upstream request headers) ----------------
 
 # What may stand inside `${…}`: an environment variable, or a key of a Vault KV v2 secret.
@@ -522,52 +457,4 @@ UpstreamHeaderValue = Annotated[
 ]
 
 
-def parse_service_url(url: str) -> tuple[str, bool]:
-    """(dial address `host:port`, use TLS) of an http(s):// service URL such as the outpost's.
-
-    Raises ValueError with a reason that does not quote the URL (it may come from a secret).
-    """
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        reason = "its [IPv6] address is malformed" if "IPv6" in str(exc) else "its port is not a number 1-65535"
-        raise ValueError(reason) from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("it is not an http:// or https:// URL with a host")
-    if parts.username is not None or parts.password is not None:
-        raise ValueError("it holds user information ('user:password@'), which would not be sent")
-    if port == 0:
-        raise ValueError("its port is not a number 1-65535")
-    tls = parts.scheme == "https"
-    hostname = parts.hostname.replace("%25", "%")  # an IPv6 zone is written '%25' in a URL (RFC 6874)
-    host = f"[{hostname}]" if ":" in hostname else hostname
-    try:
-        dial = normalize_dial(f"{host}:{port or (443 if tls else 80)}")
-    except PydanticCustomError:
-        raise ValueError("its host is not a valid host name, IPv4 address or [IPv6] address") from None
-    return dial, tls
-
-
-def _check_literal_url(value: str) -> str:
-    """A written URL is checked when it is validated; a reference is checked where it is resolved."""
-    if value.startswith("${"):
-        return value
-    try:
-        parse_service_url(value)
-    except ValueError as exc:
-        raise _fail(f"not a usable URL: {exc}; write e.g. 'http://authentik-outpost:9000'") from None
-    return value
-
-
 URL_OR_REFERENCE_PATTERN = r"^(https?://[^\s{}$\x00-\x1f\x7f]+|\$\{(" + REFERENCE_BODY + r")\})$"
-UrlOrReference = Annotated[
-    str,
-    Field(
-        pattern=URL_OR_REFERENCE_PATTERN,
-        max_length=2048,
-        description="An http:// or https:// URL, or a single ${ENV_VAR} or ${vault:path#key} reference that holds one.",
-    ),
-    AfterValidator(_check_vault_paths),
-    AfterValidator(_check_literal_url),
-]
