@@ -1,4 +1,4 @@
-"""URLs of services the proxies talk to (the Authentik outpost): checked when written, parsed alike when resolved."""
+"""URLs of services the proxies talk to (the Authentik outpost): what makes one usable, checked when written."""
 
 from __future__ import annotations
 
