@@ -46,7 +46,8 @@ def read_directory(root: Path, limits: ReadLimits = DEFAULT_LIMITS) -> tuple[lis
             with os.scandir(os.path.join(root, folder) if folder else root) as listing:
                 entries = sorted(listing, key=lambda e: e.name)
         except OSError as exc:
-            problems.append(SpecProblem(_shown(prefix, folder or "."), 0, 0, f"cannot read folder: {exc.strerror}"))
+            shown = _shown(prefix, folder) if folder else (prefix or ".")
+            problems.append(SpecProblem(shown, 0, 0, f"cannot read folder: {exc.strerror}"))
             continue
         subfolders = []
         for entry in entries:

@@ -138,3 +138,18 @@ def test_paths_beyond_path_max_are_problems(tmp_path: Path, monkeypatch: pytest.
     assert len(problems) == 1 and problems[0].message in (
         "cannot read folder: File name too long", "cannot read file: File name too long"
     ), problems
+
+
+def test_an_unreadable_root_is_named_as_typed(tmp_path: Path) -> None:
+    specs = write_repo(tmp_path / "specs", {"routes/a.yaml": dump_yaml(route())})
+    specs.chmod(0o000)
+    try:
+        result = subprocess.run(
+            ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--inh-caps", "-all",
+             sys.executable, "-m", "hecate_agent", "validate", "specs"],
+            capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path,
+        )
+    finally:
+        specs.chmod(0o755)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "'specs' is not readable" in result.stderr, result.stderr  # the command line refuses it before reading
