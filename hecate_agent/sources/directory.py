@@ -54,14 +54,19 @@ def read_directory(root: Path, limits: ReadLimits = DEFAULT_LIMITS) -> tuple[lis
             if entry.name.startswith("."):
                 continue
             relative = f"{folder}/{entry.name}" if folder else entry.name
-            if entry.is_symlink():
+            try:
+                is_link, is_dir = entry.is_symlink(), entry.is_dir(follow_symlinks=False)
+            except OSError as exc:  # lstat, where the file system does not say in the listing
+                problems.append(SpecProblem(_shown(prefix, relative), 0, 0, f"cannot read: {exc.strerror}"))
+                continue
+            if is_link:
                 verdict = follow(relative, lookup)
                 problem = link_problem(verdict, spec_file=entry.name.endswith(SPEC_SUFFIXES))
                 if problem:
                     problems.append(SpecProblem(_shown(prefix, relative), 0, 0, problem))
                 elif verdict.kind == "file" and entry.name.endswith(SPEC_SUFFIXES):
                     wanted.append((relative, verdict.path))
-            elif entry.is_dir(follow_symlinks=False):
+            elif is_dir:
                 subfolders.append(relative)
             elif entry.name.endswith(SPEC_SUFFIXES):
                 wanted.append((relative, relative))
