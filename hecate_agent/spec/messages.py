@@ -30,7 +30,6 @@ _PATTERN_MEANING: dict[str, str] = {
     r"^[0-9A-Fa-f:.]+$": "an IP address such as '0.0.0.0', '127.0.0.1' or '::'",
     types.STREAM_SERVER_PATTERN: "a server 'host:port' (host name, IPv4 or [IPv6] address; with a preset, "
     "the host alone), without spaces, ';' or braces",
-    types.URL_OR_REFERENCE_PATTERN: "an http:// or https:// URL (or a single ${VAR} or ${vault:path#key} reference)",
 }
 
 _TYPE_NAMES = {

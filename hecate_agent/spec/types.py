@@ -457,4 +457,12 @@ UpstreamHeaderValue = Annotated[
 ]
 
 
-URL_OR_REFERENCE_PATTERN = r"^(https?://[^\s{}$\x00-\x1f\x7f]+|\$\{(" + REFERENCE_BODY + r")\})$"
+# An http(s) URL as the proxies use it: scheme, host (name, IPv4, or [IPv6] with an optional %25 zone),
+# optional port 1-65535, then anything without spaces, controls, braces or '$'. No user info: it would not
+# be sent. Groups: 1 scheme, 2 host, 3 port. spec/urls.py parses with this very pattern.
+SERVICE_URL_PATTERN = (
+    r"(https?)://(\[[0-9A-Fa-f:.]+(?:%25[A-Za-z0-9_.~-]+)?\]|[A-Za-z0-9_.-]+)(?::"
+    + PORT_PATTERN
+    + r")?(?:[/?#][^\x00-\x20\x7f{}$]*)?"
+)
+URL_OR_REFERENCE_PATTERN = r"^(" + SERVICE_URL_PATTERN + r"|\$\{(" + REFERENCE_BODY + r")\})$"
