@@ -14,11 +14,14 @@ from hecate_agent.spec.types import (
     SERVICE_URL_PATTERN,
     URL_OR_REFERENCE_PATTERN,
     _check_vault_paths,
-    _fail,
     normalize_dial,
 )
 
 _SERVICE_URL = re.compile(SERVICE_URL_PATTERN)
+
+
+def _fail(message: str) -> PydanticCustomError:
+    return PydanticCustomError("hecate", message)
 
 
 def parse_service_url(url: str) -> tuple[str, bool]:
