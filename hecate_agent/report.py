@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from hecate_agent import __version__
-from hecate_agent.errors import SpecProblem
+from hecate_agent.errors import SpecProblem, printable
 
 FORMATS = ("text", "json", "github", "sarif")
 _KIND_ORDER = ("Route", "AuthPolicy", "Stream", "Config")
@@ -16,8 +16,8 @@ _KIND_ORDER = ("Route", "AuthPolicy", "Stream", "Config")
 
 def _location(problem: SpecProblem) -> str:
     if problem.line <= 0:
-        return problem.file
-    return f"{problem.file}:{problem.line}:{problem.column}"
+        return printable(problem.file)
+    return f"{printable(problem.file)}:{problem.line}:{problem.column}"
 
 
 def problem_line(problem: SpecProblem) -> str:
@@ -28,7 +28,7 @@ def problem_line(problem: SpecProblem) -> str:
     if problem.field:
         parts.append(problem.field)
     parts.append(problem.message)
-    return ": ".join(parts)
+    return printable(": ".join(parts))  # a crafted key or name cannot break the line or drive the terminal
 
 
 def counts_line(counts: Mapping[str, int]) -> str:
@@ -42,9 +42,9 @@ def render_text(problems: Sequence[SpecProblem], counts: Mapping[str, int], sour
     lines = [problem_line(p) for p in problems]
     if problems:
         files = len({p.file for p in problems})
-        lines.append(f"{source}: {len(problems)} problem(s) in {files} file(s); nothing was changed")
+        lines.append(f"{printable(source)}: {len(problems)} problem(s) in {files} file(s); nothing was changed")
     else:
-        lines.append(f"{source}: valid ({counts_line(counts)})")
+        lines.append(f"{printable(source)}: valid ({counts_line(counts)})")
     return "\n".join(lines) + "\n"
 
 
@@ -55,6 +55,7 @@ def render_json(problems: Sequence[SpecProblem], counts: Mapping[str, int], sour
 
 def _github_escape(text: str, *, property_value: bool = False) -> str:
     text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    text = printable(text)  # the other control characters (ESC, NUL, bidi overrides) as escapes
     if property_value:
         text = text.replace(":", "%3A").replace(",", "%2C")
     return text

@@ -33,13 +33,11 @@ from hecate_agent.spec.addresses import AddressError, parse_http_url
 from hecate_agent.spec.checks import effective_health_check
 from hecate_agent.spec.headers import REQUEST_ID_HEADER
 from hecate_agent.spec.loader import DesiredState, Located
+from hecate_agent.spec.middleware import Compression, RateLimit, RequestId
 from hecate_agent.spec.models import AuthPolicyDocument, GlobalConfig, RouteDocument
 from hecate_agent.spec.types import (
     REFERENCE_BODY,
-    Compression,
     Duration,
-    RateLimit,
-    RequestId,
     header_references,
     template_references,
 )

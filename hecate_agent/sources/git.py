@@ -19,6 +19,7 @@ from pathlib import Path
 
 from hecate_agent.errors import HecateError, SpecProblem
 from hecate_agent.sources.directory import SPEC_SUFFIXES
+from hecate_agent.sources.links import Entry, follow, link_problem
 from hecate_agent.spec.loader import SourceFile
 from hecate_agent.spec.yamlio import DEFAULT_LIMITS, ReadLimits, size_problem
 
@@ -120,24 +121,28 @@ def read_tree(
     files: list[SourceFile | None] = []
     problems: list[SpecProblem] = []
     wanted: dict[str, list[tuple[int, str, str]]] = {}  # sha -> [(slot, relative, full path)]
-    for record in listing.split(b"\0"):
-        if not record:
+    tree = _Tree(repo_path, subpath, listing)
+    for relative, (mode, listed_id, listed_size) in tree.entries.items():
+        object_id, size = listed_id, listed_size
+        full_path = f"{subpath}/{relative}" if subpath else relative
+        if any(part.startswith(".") for part in relative.split("/")):
             continue
-        meta, _, raw_path = record.partition(b"\t")
-        mode, kind, object_id, size = meta.split(None, 3)
-        full_path = raw_path.decode("utf-8", "surrogateescape")
-        relative = full_path[len(subpath) + 1 :] if subpath else full_path
-        if kind != b"blob":
-            continue  # submodules
-        if any(part.startswith(".") for part in relative.split("/")) or not relative.endswith(SPEC_SUFFIXES):
+        spec_file = relative.endswith(SPEC_SUFFIXES)
+        if mode == "120000":
+            verdict = follow(relative, tree.lookup)
+            problem = link_problem(verdict, spec_file=spec_file)
+            if problem:
+                problems.append(SpecProblem(full_path, 0, 0, problem))
+                continue
+            if verdict.kind != "file" or not spec_file:
+                continue
+            _, object_id, size = tree.entries[verdict.path]
+        elif mode == "160000" or not spec_file:
+            continue  # submodules, and files that are not specs
+        if size > limits.max_file_bytes:
+            problems.append(size_problem(full_path, size, limits.max_file_bytes))
             continue
-        if mode == b"120000":
-            problems.append(SpecProblem(full_path, 0, 0, "a symlink in the repository; specs must be plain files"))
-            continue
-        if int(size) > limits.max_file_bytes:
-            problems.append(size_problem(full_path, int(size), limits.max_file_bytes))
-            continue
-        key = (object_id.decode(), relative)
+        key = (object_id, relative)
         cached = cache.files.get(key) if cache is not None else None
         if cached is None:
             wanted.setdefault(key[0], []).append((len(files), relative, full_path))
@@ -150,6 +155,36 @@ def read_tree(
                 if cache is not None:
                     cache.files[(blob_id, relative)] = read
     return [f for f in files if f is not None], problems
+
+
+class _Tree:
+    """The entries of one commit's tree under `subpath` (paths relative to it), as the symlink rule sees them."""
+
+    def __init__(self, repo: Path, subpath: str, listing: bytes) -> None:
+        self.entries: dict[str, tuple[str, str, int]] = {}  # relative path -> (mode, object id, size)
+        self.folders: set[str] = {""}
+        for record in listing.split(b"\0"):
+            if not record:
+                continue
+            meta, _, raw_path = record.partition(b"\t")
+            mode, _kind, object_id, size = meta.split(None, 3)
+            full_path = raw_path.decode("utf-8", "surrogateescape")
+            relative = full_path[len(subpath) + 1 :] if subpath else full_path
+            self.entries[relative] = (mode.decode(), object_id.decode(), int(size) if size.strip().isdigit() else 0)
+            parts = relative.split("/")
+            self.folders.update("/".join(parts[:i]) for i in range(1, len(parts)))
+        links = [entry[1] for entry in self.entries.values() if entry[0] == "120000"]
+        blobs = _read_blobs(repo, sorted(set(links))) if links else {}
+        self.targets = {sha: data.decode("utf-8", "surrogateescape") for sha, data in blobs.items()}
+
+    def lookup(self, relative: str) -> Entry:
+        found = self.entries.get(relative)
+        if found is None:
+            return Entry("dir") if relative in self.folders else Entry("missing")
+        mode, object_id, _ = found
+        if mode == "120000":
+            return Entry("link", self.targets[object_id])
+        return Entry("other" if mode == "160000" else "file")
 
 
 def _read_blobs(repo: Path, shas: list[str]) -> dict[str, bytes]:

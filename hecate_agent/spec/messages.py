@@ -20,7 +20,8 @@ _PATTERN_MEANING: dict[str, str] = {
     types.HEADER_NAME_PATTERN: "an HTTP header name (letters, digits and !#$%&'*+.^_`|~-, no spaces)",
     types.HEADER_VALUE_PATTERN: "a header value without line breaks, control characters or '{' / '}' "
     "(braces would be read by Caddy as placeholders such as {env.SECRET})",
-    types.HTTP_PATH_PATTERN: "an absolute path starting with '/', without spaces, '?', '#', '{' or '}'",
+    types.HTTP_PATH_PATTERN: "an absolute path starting with '/', without spaces, control characters, '?', '#', "
+    "'{' or '}', and with '%' only as a %XX escape (Caddy's URL parser refuses the rest)",
     types.TEMPLATE_PATTERN: "text whose '$' starts a reference, '${NAME}' (environment) or '${vault:path#key}' "
     "('$$' for a literal '$'); braces only inside a reference",
     types.UPSTREAM_HEADER_VALUE_PATTERN: "a header value without line breaks or control characters, whose braces "
@@ -29,7 +30,6 @@ _PATTERN_MEANING: dict[str, str] = {
     r"^[0-9A-Fa-f:.]+$": "an IP address such as '0.0.0.0', '127.0.0.1' or '::'",
     types.STREAM_SERVER_PATTERN: "a server 'host:port' (host name, IPv4 or [IPv6] address; with a preset, "
     "the host alone), without spaces, ';' or braces",
-    types.URL_OR_REFERENCE_PATTERN: "an http:// or https:// URL (or a single ${VAR} or ${vault:path#key} reference)",
 }
 
 _TYPE_NAMES = {

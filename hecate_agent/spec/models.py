@@ -31,6 +31,7 @@ from hecate_agent.spec.headers import (
     check_request_id,
     refuse_identity_header,
 )
+from hecate_agent.spec.middleware import Middleware, RateLimit, RequestId
 from hecate_agent.spec.types import (
     HEADER_NAME_PATTERN,
     Dial,
@@ -44,16 +45,15 @@ from hecate_agent.spec.types import (
     LabelKey,
     LabelValue,
     ListenAddress,
-    Middleware,
     Port,
-    RateLimit,
-    RequestId,
     ResourceName,
     StreamServer,
     Templated,
     TlsVersion,
     UpstreamHeaderValue,
     UrlOrReference,
+    WholeSecondsDuration,
+    at_most,
 )
 
 API_VERSION = "hecate.io/v1"
@@ -78,7 +78,13 @@ def _timeout_below_interval(timeout: Duration | None, info: ValidationInfo) -> D
     return timeout
 
 
-ProbeTimeout = Annotated[DurationField, AfterValidator(_timeout_below_interval)]
+# A probe more than a day apart checks nothing; and Caddy's fail_duration (interval x threshold, at
+# most 100) then stays far below the longest duration Go can hold.
+MAX_PROBE_INTERVAL = Duration(86_400_000)
+ProbeInterval = Annotated[DurationField, at_most(MAX_PROBE_INTERVAL, "a health-check interval")]
+ProbeTimeout = Annotated[
+    DurationField, at_most(MAX_PROBE_INTERVAL, "a health-check timeout"), AfterValidator(_timeout_below_interval)
+]
 
 
 class SpecModel(BaseModel):
@@ -124,8 +130,8 @@ class RouteTls(SpecModel):
 
 class RouteHealthCheck(SpecModel):
     path: HttpPath = Field(description="Path probed on every upstream, e.g. /healthz.")
-    interval: DurationField | None = Field(
-        default=None, description="Time between probes; defaults to global.healthChecks.interval."
+    interval: ProbeInterval | None = Field(
+        default=None, description="Time between probes, at most 1d; defaults to global.healthChecks.interval."
     )
     timeout: ProbeTimeout | None = Field(
         default=None,
@@ -294,8 +300,9 @@ class StreamUpstream(SpecModel):
     server: StreamServer
     weight: int = Field(default=1, ge=1, le=100, description="Relative share of connections, 1-100.")
     max_fails: int = Field(default=1, ge=0, le=100, description="Failed attempts before the server is marked down.")
-    fail_timeout: DurationField = Field(
-        default=Duration(10_000), description="Window for max_fails and how long a failed server rests."
+    fail_timeout: WholeSecondsDuration = Field(
+        default=Duration(10_000),
+        description="Window for max_fails and how long a failed server rests; whole seconds (Nginx has no finer unit).",
     )
     backup: bool = Field(default=False, description="Only used when every non-backup server is down.")
 
@@ -306,7 +313,7 @@ class StreamListen(SpecModel):
 
 
 class StreamHealthCheck(SpecModel):
-    interval: DurationField = Field(default=Duration(10_000), description="Time between agent-side probes.")
+    interval: ProbeInterval = Field(default=Duration(10_000), description="Time between agent-side probes, at most 1d.")
     timeout: ProbeTimeout = Field(
         default=Duration(2_000), validate_default=True, description="Probe timeout, shorter than interval."
     )
@@ -393,7 +400,7 @@ class CertificateSettings(SpecModel):
 
 
 class HealthCheckDefaults(SpecModel):
-    interval: DurationField = Field(default=Duration(10_000), description="Time between probes.")
+    interval: ProbeInterval = Field(default=Duration(10_000), description="Time between probes, at most 1d.")
     timeout: ProbeTimeout = Field(
         default=Duration(2_000), validate_default=True, description="Probe timeout, shorter than interval."
     )

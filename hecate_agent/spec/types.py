@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
+import idna
 from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, PlainValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
@@ -41,6 +42,16 @@ def _fail(message: str) -> PydanticCustomError:
 _DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?\Z")
 _UNIT_MS = (86_400_000, 3_600_000, 60_000, 1000, 1)
 DURATION_PATTERN = r"^(?=\d)([0-9]+d)?([0-9]+h)?([0-9]+m(?!s))?([0-9]+s)?([0-9]+ms)?$"
+
+
+# Caddy and Nginx are handed durations as text; Caddy (Go) holds them in a time.Duration, an int64 of
+# nanoseconds: about 292 years. Anything longer is refused everywhere (the JSON Schema cannot say so
+# with a pattern; its description does).
+GO_MAX_MILLISECONDS = (2**63 - 1) // 1_000_000
+
+
+class DurationTooLongError(ValueError):
+    pass
 
 
 @dataclass(frozen=True, order=True)
@@ -71,7 +82,11 @@ class Duration:
         match = _DURATION.match(text.strip()) if text.strip() else None
         if match is None or not any(match.groups()):
             raise ValueError(text)
+        if any(len(group.lstrip("0")) > 16 for group in match.groups() if group):  # before int(): no 4,300-digit trap
+            raise DurationTooLongError(text)
         total = sum(int(g) * size for g, size in zip(match.groups(), _UNIT_MS, strict=True) if g)
+        if total > GO_MAX_MILLISECONDS:
+            raise DurationTooLongError(text)
         return cls(total)
 
 
@@ -85,10 +100,31 @@ def _validate_duration(value: Any) -> Duration:
         )
     try:
         return Duration.parse(value)
+    except DurationTooLongError:
+        raise _fail(
+            f"{_shorten(value)} is longer than {Duration(GO_MAX_MILLISECONDS)}, the longest duration Caddy can hold "
+            "(Go's time.Duration, about 292 years); use a shorter one"
+        ) from None
     except ValueError:
         raise _fail(
             f"{value!r} is not a duration; use a number and unit, e.g. '500ms', '30s', '5m', '4h', '30d' or '1h30m'"
         ) from None
+
+
+def _shorten(value: str) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def at_most(limit: Duration, why: str) -> AfterValidator:
+    """A per-field ceiling for a duration, e.g. a probe interval."""
+
+    def check(value: Duration | None) -> Duration | None:
+        if value is not None and value > limit:
+            raise _fail(f"{value} is longer than {limit}, the most {why} can be; use a shorter one")
+        return value
+
+    return AfterValidator(check)
 
 
 DurationField = Annotated[
@@ -99,7 +135,35 @@ DurationField = Annotated[
         {
             "type": "string",
             "pattern": DURATION_PATTERN,
-            "description": "A duration: number + unit (ms, s, m, h, d), e.g. 500ms, 30s, 1h30m.",
+            "description": "A duration: number + unit (ms, s, m, h, d), e.g. 500ms, 30s, 1h30m; at most "
+            f"{Duration(GO_MAX_MILLISECONDS)} (Go's time.Duration, which Caddy uses), or less where a field says so.",
+        }
+    ),
+]
+
+
+def _whole_seconds(value: Duration) -> Duration:
+    if value.milliseconds % 1000:
+        rounded = Duration(-(-value.milliseconds // 1000) * 1000)
+        raise _fail(
+            f"{value} has a millisecond part, but Nginx counts fail_timeout in whole seconds; write e.g. '{rounded}'"
+        )
+    return value
+
+
+# The same durations, in whole seconds (Nginx's `fail_timeout` refuses '500ms'): a millisecond part is
+# allowed only as a multiple of 1000, so the schema says exactly what the validator checks.
+WHOLE_SECONDS_DURATION_PATTERN = r"^(?=[0-9])([0-9]+d)?([0-9]+h)?([0-9]+m(?!s))?([0-9]+s)?([0-9]*000ms|0+ms)?$"
+WholeSecondsDuration = Annotated[
+    Duration,
+    PlainValidator(lambda value: _whole_seconds(_validate_duration(value))),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": WHOLE_SECONDS_DURATION_PATTERN,
+            "description": "A duration in whole seconds: number + unit (s, m, h, d), e.g. 10s, 1m30s; at most "
+            f"{Duration(GO_MAX_MILLISECONDS)}.",
         }
     ),
 ]
@@ -139,10 +203,14 @@ def _to_ascii_host(value: str) -> str:
     lowered = value.lower().rstrip(".")
     if lowered.isascii():
         return lowered
+    wildcard = lowered.startswith("*.")
     try:
-        return ".".join(label.encode("idna").decode("ascii") for label in lowered.split("."))
-    except UnicodeError:
-        raise _fail(f"{value!r} is not a valid internationalised domain name") from None
+        # UTS #46 (non-transitional) with IDNA 2008, as browsers map names: 'faß' stays 'faß'
+        # (xn--fa-hia), where Python's own IDNA 2003 codec would make it 'fass'.
+        encoded = idna.encode(lowered[2:] if wildcard else lowered, uts46=True, transitional=False).decode("ascii")
+    except (idna.IDNAError, UnicodeError) as exc:
+        raise _fail(f"{value!r} is not a valid internationalised domain name ({exc})") from None
+    return f"*.{encoded}" if wildcard else encoded
 
 
 _IPV4 = re.compile(
@@ -238,8 +306,12 @@ StreamServer = Annotated[
 
 
 def normalize_listen_address(value: str) -> str:
+    """The canonical text of an IP address; an IPv4-mapped IPv6 address (`::ffff:127.0.0.1`) becomes the
+    IPv4 address it stands for, since that is what it means and Nginx cannot bind the mapped form."""
     try:
-        return str(ipaddress.ip_address(value))
+        address = ipaddress.ip_address(value)
+        mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+        return str(mapped or address)
     except ValueError:
         raise _fail(
             f"{value!r} is not an IP address; listen on an address of this node, or '0.0.0.0' / '::' for all of them"
@@ -272,10 +344,18 @@ HeaderValue = Annotated[
         "(Caddy would read them as placeholders).",
     ),
 ]
-HTTP_PATH_PATTERN = r"^/[^\s{}?#]*$"
+# What Caddy's URL parser (Go's net/url) takes as a path, minus what would change its meaning: no
+# control characters (Go refuses them), no space, '?' or '#' (they would end the path), '%' only as a
+# %XX escape (Go refuses others), no braces (placeholders). Other non-ASCII text is sent percent-encoded.
+HTTP_PATH_PATTERN = r"^/([^\x00-\x20\x7f-\x9f{}?#%]|%[0-9A-Fa-f]{2})*$"
 HttpPath = Annotated[
     str,
-    Field(pattern=HTTP_PATH_PATTERN, max_length=1024, description="An absolute URL path starting with '/'."),
+    Field(
+        pattern=HTTP_PATH_PATTERN,
+        max_length=1024,
+        description="An absolute URL path starting with '/': no spaces, control characters, '?', '#' or braces; "
+        "'%' only as a %XX escape.",
+    ),
 ]
 HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"]
 
@@ -304,70 +384,6 @@ TlsVersion = Annotated[
         {
             "enum": ["1.2", "1.3", 1.2, 1.3],
             "description": "Minimum TLS version, '1.2' or '1.3'. TLS 1.0/1.1 are refused by policy.",
-        }
-    ),
-]
-
-
-# --- middleware -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RateLimit:
-    requests: int
-    per: Literal["second", "minute", "hour"]
-
-    def __str__(self) -> str:
-        return f"rate-limit:{self.requests}/{self.per}"
-
-
-@dataclass(frozen=True)
-class Compression:
-    def __str__(self) -> str:
-        return "compression"
-
-
-@dataclass(frozen=True)
-class RequestId:
-    def __str__(self) -> str:
-        return "request-id"
-
-
-MiddlewareValue = RateLimit | Compression | RequestId
-KNOWN_MIDDLEWARE = ("compression", "rate-limit:<n>/<second|minute|hour>", "request-id")
-_RATE_LIMIT = re.compile(r"rate-limit:([1-9][0-9]{0,8})/(second|minute|hour)\Z")
-MIDDLEWARE_PATTERN = r"^(compression|request-id|rate-limit:[1-9][0-9]{0,8}/(second|minute|hour))$"
-
-
-def parse_middleware(value: Any) -> MiddlewareValue:
-    if isinstance(value, RateLimit | Compression | RequestId):
-        return value
-    if not isinstance(value, str):
-        raise _fail(f"expected a middleware name (string), got {type(value).__name__}")
-    if value == "compression":
-        return Compression()
-    if value == "request-id":
-        return RequestId()
-    match = _RATE_LIMIT.match(value)
-    if match:
-        per: Literal["second", "minute", "hour"] = match.group(2)  # type: ignore[assignment]  # regex-checked
-        return RateLimit(int(match.group(1)), per)
-    if value.startswith("rate-limit"):
-        raise _fail(
-            f"{value!r}: write a rate limit as 'rate-limit:<n>/<second|minute|hour>', e.g. 'rate-limit:100/minute'"
-        )
-    raise _fail(f"unknown middleware {value!r}; known: {', '.join(KNOWN_MIDDLEWARE)}")
-
-
-Middleware = Annotated[
-    MiddlewareValue,
-    PlainValidator(parse_middleware),
-    PlainSerializer(str, return_type=str),
-    WithJsonSchema(
-        {
-            "type": "string",
-            "pattern": MIDDLEWARE_PATTERN,
-            "description": "One of: " + ", ".join(KNOWN_MIDDLEWARE) + ".",
         }
     ),
 ]
@@ -451,7 +467,7 @@ def check_url_or_reference(value: str) -> str:
     try:
         parse_http_url(value)
     except AddressError as exc:
-        raise _fail(f"{value!r} is not a usable URL: {exc}") from None
+        raise _fail(f"{value!r} is not a usable URL: {exc}; write e.g. 'http://authentik-outpost:9000'") from None
     return value
 
 

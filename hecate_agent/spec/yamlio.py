@@ -61,6 +61,10 @@ _NAN = re.compile(r"\.(?:nan|NaN|NAN)\Z")
 # of the keywords above. Checked first because it is by far the common case.
 _SURELY_STR = re.compile(r"[A-Za-z_/][^\s]*\Z")
 _KEYWORDS = frozenset(_NULLS | _TRUES | _FALSES)
+# No spec field holds an integer anywhere near this; refusing larger ones where they are read keeps
+# every later step (range checks, messages that print the value) away from Python's 4,300-digit
+# str<->int conversion limit, which raises instead of converting.
+MAX_INTEGER = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -202,7 +206,22 @@ def _line_of(text: str, index: int) -> str:
     return lines[index] if 0 <= index < len(lines) else ""
 
 
+class _IntegerTooLargeError(ValueError):
+    pass
+
+
 def _scalar(event: ScalarEvent, position: Position) -> Any:
+    try:
+        return _scalar_value(event, position)
+    except _IntegerTooLargeError:
+        raise _ReadError(
+            f"integer of {len(event.value):,} characters is too large: no field takes integers beyond "
+            f"{MAX_INTEGER:,} (2^63-1); if it is meant as text, put it in quotes",
+            position,
+        ) from None
+
+
+def _scalar_value(event: ScalarEvent, position: Position) -> Any:
     value: str = event.value
     tag = event.tag
     plain = event.style in ("", None) and event.implicit[0]
@@ -244,11 +263,11 @@ def _resolve_plain(value: str) -> Any:
     if value in _FALSES:
         return False
     if _INT_DEC.match(value):
-        return int(value)
+        return _bounded(value.lstrip("+-").lstrip("0"), 10, negative=value.startswith("-"))
     if _INT_OCT.match(value):
-        return int(value[2:], 8)
+        return _bounded(value[2:].lstrip("0"), 8)
     if _INT_HEX.match(value):
-        return int(value[2:], 16)
+        return _bounded(value[2:].lstrip("0"), 16)
     if _FLOAT.match(value):
         return float(value)
     if _INF.match(value):
@@ -256,6 +275,16 @@ def _resolve_plain(value: str) -> Any:
     if _NAN.match(value):
         return math.nan
     return value
+
+
+def _bounded(digits: str, base: int, *, negative: bool = False) -> int:
+    """An integer within +/-MAX_INTEGER; the digit count is checked before converting anything."""
+    if len(digits) > 22:  # 2^63 has 19 decimal, 16 hex and 21 octal digits
+        raise _IntegerTooLargeError
+    number = int(digits or "0", base)
+    if number > MAX_INTEGER:
+        raise _IntegerTooLargeError
+    return -number if negative else number
 
 
 def _at(mark: Any) -> Position:

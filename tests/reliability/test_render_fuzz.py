@@ -5,6 +5,7 @@ default run; `HYPOTHESIS_PROFILE=slow` runs 10,000 examples)."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from typing import Any
 
@@ -46,6 +47,40 @@ ports = st.integers(1, 65535)
 groups = rarely(labels, st.sampled_from(["", " ", "|", "a|b", "admins.*", "(x)", "Ops Team", "grüppe", " x"]), weight=15)
 dials = st.builds(lambda h, p: f"{h}:{p}", hosts, ports)
 durations = st.sampled_from(["500ms", "1s", "2s", "10s", "30s", "5m", "1h", "1h30m"])
+
+
+def mostly(usual: st.SearchStrategy[Any], rare: st.SearchStrategy[Any], one_in: int = 8) -> st.SearchStrategy[Any]:
+    """`usual`, and `rare` about once in `one_in` draws: one refused field refuses a whole repository, so values
+    the agent must refuse stay rare enough that most examples are accepted and reach the real proxies."""
+    return st.sampled_from([False] * (one_in - 1) + [True]).flatmap(lambda is_rare: rare if is_rare else usual)
+
+
+# Durations at the limits: a probe's day and Go's time.Duration (106751d23h47m16s854ms), and just past both.
+probe_intervals = mostly(st.sampled_from(["5s", "10s", "30s", "1d", "23h59m59s999ms"]),
+                         st.sampled_from(["1d1ms", "25h", "106751d23h47m16s854ms", "106751d23h47m16s855ms",
+                                          "110000d", "9" * 30 + "s"]))
+probe_timeouts = mostly(st.sampled_from(["1ms", "999ms", "1s", "2s", "23h59m59s998ms"]),
+                        st.sampled_from(["1d", "1d1ms", "110000d", "0s"]))
+fail_timeouts = mostly(st.sampled_from(["10s", "0s", "0ms", "1000ms", "1m30s", "106751d23h47m16s"]),
+                       st.sampled_from(["500ms", "1s500ms", "106752d"]))
+# Health paths: usual ones, percent escapes, non-ASCII; rarely anything at all after the '/'.
+health_paths = mostly(
+    st.sampled_from(["/", "/health", "/api/v1/ready", "/a%20b", "/%c3%A9t%C3%A9", "/prüfung", "/-._~!$&'()*+,;=:@",
+                     "/健康"]),
+    st.one_of(st.sampled_from(["/100%", "/a%zz", "/h\x01", "/h\x7f", "/h\u0085", "/a b", "/?q", "/#f"]),
+              st.builds(lambda text: "/" + text, st.text(max_size=12))),
+    one_in=4,
+)
+# Unicode labels as people write them: mapped with UTS #46 / IDNA 2008 (or, rarely, refused with a message).
+unicode_labels = mostly(
+    st.sampled_from(["faß", "bücher", "σίσυφος", "пример", "例え", "\uff21\uff30\uff30", "straße", "xn--fa-hia"]),
+    st.one_of(st.sampled_from(["a\u200db", "\u0301a", "İstanbul"]),
+              st.text(alphabet=st.characters(categories=["Ll", "Lu", "Lo", "Mn", "Nd"]), min_size=1, max_size=8)),
+    one_in=4,
+)
+# Integers no spec field takes, written into the YAML as they come (decimal, hex, octal; beyond 4,300 digits).
+huge_integers = st.sampled_from([str(2**63 - 1), str(2**63), "9" * 5000, "-" + "9" * 5000, "0x" + "f" * 5000,
+                                 "0x8000000000000000", "0o" + "7" * 30])
 # Header names in any spelling: one header named twice in a rule is refused, a route's header replaces a
 # global one of any spelling, and identity headers cannot be set on the upstream request.
 header_names = st.sampled_from(["X-Frame-Options", "Cache-Control", "X-A", "X-Team", "Strict-Transport-Security",
@@ -66,10 +101,9 @@ def routes(draw: Any, name: str, domain: str, policies: list[str]) -> dict[str, 
                 "minVersion": draw(st.sampled_from(["1.2", "1.3"]))},
     }
     if draw(st.booleans()):
-        interval = draw(st.sampled_from(["5s", "10s", "30s"]))
-        spec["healthCheck"] = {"path": draw(st.sampled_from(["/", "/health", "/api/v1/ready"])), "interval": interval,
-                               "timeout": draw(st.sampled_from(["1s", "2s"])),
-                               "unhealthyThreshold": draw(st.integers(1, 10))}
+        spec["healthCheck"] = {"path": draw(health_paths), "interval": draw(probe_intervals),
+                               "timeout": draw(probe_timeouts),
+                               "unhealthyThreshold": draw(st.integers(1, 100))}
     if draw(st.booleans()):
         spec["headers"] = {
             "set": draw(st.dictionaries(header_names, header_values, max_size=3)),
@@ -96,15 +130,16 @@ def streams(draw: Any, name: str, port: int) -> dict[str, Any]:
         # rolls back): only names this machine resolves.
         servers = st.sampled_from(["127.0.0.1", "localhost", "[::1]"])
     else:
-        spec["listen"] = {"address": draw(st.sampled_from(["127.0.0.1", "0.0.0.0", "::1", "::"])), "port": port}
+        spec["listen"] = {"address": draw(st.sampled_from(["127.0.0.1", "0.0.0.0", "::1", "::", "::ffff:127.0.0.1",
+                                                            "::ffff:0.0.0.0"])), "port": port}
         servers = st.builds(lambda h, p: f"{h}:{p}", st.sampled_from(["127.0.0.1", "[::1]", "localhost", "10.1.2.3",
                                                                   "[fe80::1%lo]", "999.1.1.1", "0x7f000001"]),
                             ports)
     spec["upstreams"] = draw(st.lists(st.builds(
-        lambda s, w, f, b: {"server": s, "weight": w, "maxFails": f, "failTimeout": "10s", "backup": b},
-        servers, st.integers(1, 100), st.integers(0, 10), st.booleans()), min_size=1, max_size=3))
+        lambda s, w, f, t, b: {"server": s, "weight": w, "maxFails": f, "failTimeout": t, "backup": b},
+        servers, st.integers(1, 100), st.integers(0, 10), fail_timeouts, st.booleans()), min_size=1, max_size=3))
     if draw(st.booleans()):
-        spec["healthCheck"] = {"interval": "10s", "timeout": "2s"}
+        spec["healthCheck"] = {"interval": draw(probe_intervals), "timeout": draw(probe_timeouts)}
     return {"apiVersion": "hecate.io/v1", "kind": "Stream", "metadata": {"name": name}, "spec": spec}
 
 
@@ -120,7 +155,9 @@ def repositories(draw: Any) -> list[SourceFile]:
                 for p in policy_names]
     route_names = draw(st.lists(names, min_size=1, max_size=5, unique=True))
     domains = draw(st.lists(st.one_of(st.builds(lambda a, b: f"{a}.{b}.example.com", labels, labels),
-                                      st.builds(lambda a: f"*.{a}.example.com", labels)),
+                                      st.builds(lambda a: f"*.{a}.example.com", labels),
+                                      st.builds(lambda a, b: f"{a}.{b}.example.com", unicode_labels, labels),
+                                      st.builds(lambda a: f"*.{a}.example.com", unicode_labels)),
                             min_size=len(route_names), max_size=len(route_names), unique=True))
     docs = [draw(routes(n, d, policy_names)) for n, d in zip(route_names, domains, strict=True)]
     stream_names = draw(st.lists(names, max_size=3, unique=True))
@@ -135,6 +172,9 @@ def repositories(draw: Any) -> list[SourceFile]:
         config["global"]["authentik"] = {"outpostUrl": draw(st.sampled_from(["http://127.0.0.1:9000",
                                                                            "https://auth.internal:9443"]))}
     files = [SourceFile(f"specs/{i}.yaml", dump_yaml(d).encode()) for i, d in enumerate(docs + policies)]
+    huge = draw(mostly(st.none(), huge_integers, one_in=10))
+    if huge is not None:  # written into the YAML text: dump_yaml itself cannot write a 5,000-digit integer
+        files[0] = SourceFile(files[0].path, re.sub(rb"weight: [0-9]+", b"weight: " + huge.encode(), files[0].data))
     return [*files, SourceFile("config.yaml", dump_yaml(config).encode())]
 
 

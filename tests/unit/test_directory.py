@@ -29,11 +29,13 @@ def test_symlink_out_of_the_repo_is_refused(tmp_path: Path) -> None:
     repo = write_repo(tmp_path / "repo", {"routes/a.yaml": dump_yaml(route())})
     os.symlink("/etc/passwd", repo / "routes" / "passwd.yaml")
     os.symlink("/etc", repo / "etc-link")
-    os.symlink(repo / "routes" / "a.yaml", repo / "alias.yaml")  # inside the repo: allowed
+    os.symlink("routes/a.yaml", repo / "alias.yaml")  # inside the repo: allowed
+    os.symlink(repo / "routes" / "a.yaml", repo / "absolute.yaml")  # absolute: inside on this machine only
     files, problems = read_directory(repo)
     messages = {p.file.rsplit("/", 1)[-1]: p.message for p in problems}
     assert "symlink leads outside the spec repository (to /etc/passwd)" in messages["passwd.yaml"]
     assert "leads outside" in messages["etc-link"]
+    assert "leads outside" in messages["absolute.yaml"]
     assert sorted(f.path for f in files) == ["alias.yaml", "routes/a.yaml"]
 
 

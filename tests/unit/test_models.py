@@ -314,7 +314,7 @@ def test_bad_durations(text: str) -> None:
 
 
 def test_middleware_is_typed() -> None:
-    from hecate_agent.spec.types import Compression, RateLimit, RequestId
+    from hecate_agent.spec.middleware import Compression, RateLimit, RequestId
 
     state = load_one(route(middleware=["rate-limit:20/second", "compression", "request-id"])).state
     assert state is not None

@@ -116,3 +116,16 @@ def test_positions_of_keys_and_values() -> None:
     assert doc.position_of(("spec", "upstreams", 0, "weight"), key=True) == (4, 7)
     # a path that does not exist falls back to its nearest ancestor's key
     assert doc.position_of(("spec", "upstreams", 0, "missing")) == (3, 7)
+
+
+def test_integers_beyond_64_bits_are_refused_where_they_are_read() -> None:
+    """Python refuses str<->int conversions beyond 4,300 digits (raising, not converting): such an
+    integer, decimal, hex, octal, tagged or as a key, is a positioned problem, never a traceback."""
+    huge = "9" * 5000
+    for text in (f"w: {huge}\n", f"w: -{huge}\n", f"w: 0x{'f' * 5000}\n", f"w: 0o{'7' * 5000}\n",
+                 f"w: !!int {huge}\n", f"{huge}: x\n", "w: 9223372036854775808\n", "w: 0x8000000000000000\n"):
+        line, column, message = only_problem(text)
+        assert (line, column) == (1, 1 if text.startswith("9") else 4), text[:20]
+        assert "too large" in message and "put it in quotes" in message and huge not in message
+    [doc] = values("a: 9223372036854775807\nb: -9223372036854775807\nc: 0x7fffffffffffffff\nd: 000000000000000000000042\n")
+    assert doc == {"a": 2**63 - 1, "b": -(2**63 - 1), "c": 2**63 - 1, "d": 42}
