@@ -813,7 +813,8 @@ class Daemon:
                     self._send(404, b'{"error": "not found"}')
                     return
                 declared = (self.headers.get("Content-Length") or "0").strip()
-                if not declared.isdigit():  # negative or garbage: never read "until the peer closes"
+                # Negative, garbage or a non-ASCII digit ('²'): never read "until the peer closes".
+                if not (declared.isascii() and declared.isdigit()):
                     self._send(400, b'{"error": "bad Content-Length"}')
                     return
                 length = int(declared)

@@ -80,7 +80,9 @@ class SpecModel(BaseModel):
         frozen=True,
         strict=True,
         alias_generator=to_camel,
-        populate_by_name=True,
+        # Only the YAML spelling (camelCase) is accepted: `max_fails` is an unknown field, as the schemas say.
+        validate_by_name=False,
+        validate_by_alias=True,
         use_attribute_docstrings=False,
     )
 

@@ -8,24 +8,23 @@ two can never drift apart silently.
 
 from __future__ import annotations
 
-import json
 from functools import cache
 from typing import Any
 
-import jsonschema
 import pytest
 
 from hecate_agent.spec.loader import SourceFile, load_specs
 from hecate_agent.spec.types import Duration
 from tests.helpers import SCHEMAS, auth_policy, config, dump_yaml, route, stream, with_value
+from tests.support.ecma_schema import ecma_validator
 
 SCHEMA_OF = {"Route": "route", "AuthPolicy": "authpolicy", "Stream": "stream", "Config": "config"}
 
 
 @cache
-def validator(kind: str) -> jsonschema.Draft202012Validator:
-    schema = json.loads((SCHEMAS / f"{SCHEMA_OF[kind]}.schema.json").read_text())
-    return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+def validator(kind: str) -> Any:
+    """The schema as an editor reads it: ECMA-262 patterns (regress), formats checked."""
+    return ecma_validator(SCHEMAS / f"{SCHEMA_OF[kind]}.schema.json")
 
 
 def kind_of(doc: dict[str, Any]) -> str:
@@ -221,6 +220,25 @@ INVALID: list[tuple[str, dict[str, Any], str, str, bool]] = [
     ("global-hc-order", config(healthChecks={"interval": "1s", "timeout": "2s"}), "global.healthChecks.timeout",
      "must be shorter", MODEL_ONLY),
     ("global-unknown", config(logging={}), "global.logging", "unknown field", BOTH),
+    # Python (snake_case) field names are unknown fields, as the schemas say; the message names the YAML spelling.
+    ("snake-max-fails", stream(upstreams=[{"server": "a:1", "max_fails": 3}]), "spec.upstreams[0].max_fails",
+     "did you mean 'maxFails'?", BOTH),
+    ("snake-health-check", route(health_check={"path": "/h"}), "spec.health_check", "did you mean 'healthCheck'?",
+     BOTH),
+    ("snake-auth-policy", route(auth_policy="staff"), "spec.auth_policy", "did you mean 'authPolicy'?", BOTH),
+    ("snake-tls-min-version", config(security={"tls_min_version": "1.3"}), "global.security.tls_min_version",
+     "did you mean 'tlsMinVersion'?", BOTH),
+    ("snake-global", {"global_": {}}, "global_", "did you mean 'global'?", BOTH),
+    ("case-variant", route(HealthCheck={"path": "/h"}), "spec.HealthCheck", "did you mean 'healthCheck'?", BOTH),
+    # Durations: ASCII digits only, nothing around them.
+    ("duration-leading-space", route(healthCheck={"path": "/h", "interval": " 5s"}), "spec.healthCheck.interval",
+     "not a duration", BOTH),
+    ("duration-trailing-newline", stream(healthCheck={"interval": "5s\n"}), "spec.healthCheck.interval",
+     "not a duration", BOTH),
+    ("duration-arabic-indic", route(healthCheck={"path": "/h", "interval": "\u0665s"}), "spec.healthCheck.interval",
+     "not a duration", BOTH),
+    ("duration-fullwidth", config(healthChecks={"interval": "\uff15\uff10s"}), "global.healthChecks.interval",
+     "not a duration", BOTH),
     ("monitoring-string", config(monitoring={"metrics": "yes"}), "global.monitoring.metrics", "true or false",
      BOTH),
 ]
