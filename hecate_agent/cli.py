@@ -6,9 +6,11 @@ Commands import what they use inside their bodies: `hecate-agent --help` and
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -19,9 +21,35 @@ if TYPE_CHECKING:
 
 EXIT_OK = 0
 EXIT_INVALID = 1
+# click exits 2 on a usage error (unknown option, bad --format, missing path), and 2 is what `plan` says
+# for "changes": a CI job would read a typo as a plan. Usage errors are errors: exit 1, like every other.
+EXIT_USAGE = 1
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@contextlib.contextmanager
+def _usage_errors_exit_1() -> Iterator[None]:
+    try:
+        yield
+    except click.UsageError as exc:
+        exc.exit_code = EXIT_USAGE  # type: ignore[misc]  # click reads it from the instance it shows
+        raise
+
+
+class HecateCli(click.Group):
+    """The root group: every command parses (and runs) inside it, so one place sets the usage-error code."""
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        with _usage_errors_exit_1():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _usage_errors_exit_1():
+            return super().invoke(ctx)
+
+
+@click.group(cls=HecateCli, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="hecate-agent")
 @click.option(
     "--config",
