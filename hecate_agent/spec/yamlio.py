@@ -181,7 +181,7 @@ def size_problem(path: str, size: int, limit: int) -> SpecProblem:
 
 def _syntax_problem(path: str, exc: MarkedYAMLError, text: str) -> SpecProblem:
     mark = exc.problem_mark or exc.context_mark
-    line, column = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
+    line, column = _within_text(text, mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
     problem = (exc.problem or "invalid YAML").strip()
     context = (exc.context or "").strip()
     message = f"YAML syntax error: {problem}"
@@ -194,7 +194,20 @@ def _syntax_problem(path: str, exc: MarkedYAMLError, text: str) -> SpecProblem:
 
 def _offset_position(text: str, offset: int) -> Position:
     line = text.count("\n", 0, offset) + 1
-    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
+    return _within_text(text, line, offset - (text.rfind("\n", 0, offset) + 1) + 1)
+
+
+def _within_text(text: str, line: int, column: int) -> Position:
+    """A position the file has: the parser puts "unexpected end of file" one line past the last one
+    (after the final newline), which editors and SARIF consumers cannot show; that is the end of the last line."""
+    lines = text.split("\n")
+    if text.endswith("\n"):
+        lines.pop()
+    if line <= len(lines):
+        return line, column
+    if not lines:
+        return 1, 1
+    return len(lines), len(lines[-1].rstrip("\r")) + 1
 
 
 def _line_of(text: str, index: int) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import time
 
+import pytest
+
 from hecate_agent.spec.yamlio import DEFAULT_LIMITS, ReadLimits, parse_yaml
 
 
@@ -116,3 +118,24 @@ def test_positions_of_keys_and_values() -> None:
     assert doc.position_of(("spec", "upstreams", 0, "weight"), key=True) == (4, 7)
     # a path that does not exist falls back to its nearest ancestor's key
     assert doc.position_of(("spec", "upstreams", 0, "missing")) == (3, 7)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: [1, 2\n",
+        "a: [1, 2",
+        "a: {b: 1\n\n",
+        "a: 'unclosed\n",
+        "a: 1\r\nb: [x, y\r\n",
+        "a: \"x\n  y\n",
+        "- [",
+    ],
+)
+def test_a_syntax_error_at_the_end_is_on_the_last_line(text: str) -> None:
+    """The parser marks "unexpected end" one line past the last; SARIF and editors need a line the file has."""
+    problems = parse_yaml("f.yaml", text.encode()).problems
+    assert len(problems) == 1 and "YAML syntax error" in problems[0].message
+    lines = text.split("\n")[:-1] if text.endswith("\n") else text.split("\n")
+    assert 1 <= problems[0].line <= len(lines), problems[0]
+    assert 1 <= problems[0].column <= len(lines[problems[0].line - 1]) + 1, problems[0]
