@@ -77,7 +77,7 @@ def cli(ctx: click.Context, config_path: Path | None) -> None:
 @click.option("--max-file-size", type=int, default=1024 * 1024, show_default=True, help="Bytes per spec file.")
 def validate(path: Path, output_format: str, max_file_size: int) -> None:
     """Validate the specs under PATH (a directory or one file). Exit 0 valid, 1 invalid."""
-    from hecate_agent.report import RENDERERS
+    from hecate_agent.report import RENDERERS, ROOTED_FORMATS
     from hecate_agent.sources.directory import read_directory
     from hecate_agent.spec.loader import check_snapshot
     from hecate_agent.spec.yamlio import ReadLimits
@@ -86,8 +86,29 @@ def validate(path: Path, output_format: str, max_file_size: int) -> None:
     files, problems = read_directory(path, limits)
     found, counts = check_snapshot(files, limits)
     problems = sorted(problems + found)
-    sys.stdout.write(RENDERERS[output_format](problems, counts, str(path)))
+    render = RENDERERS[output_format]
+    if output_format in ROOTED_FORMATS:
+        sys.stdout.write(render(problems, counts, str(path), root=_repository_root(path)))
+    else:
+        sys.stdout.write(render(problems, counts, str(path)))
     sys.exit(EXIT_INVALID if problems else EXIT_OK)
+
+
+def _repository_root(path: Path) -> Path:
+    """What CI tools take file names relative to: the Git work tree holding PATH, else $GITHUB_WORKSPACE
+    or the working directory when PATH is inside it, else PATH's own directory."""
+    import os
+
+    from hecate_agent.sources.git import repository_of
+
+    found = repository_of(path)
+    if found is not None:
+        return found[0]
+    target = os.path.realpath(path)
+    for candidate in (os.environ.get("GITHUB_WORKSPACE"), os.getcwd()):
+        if candidate and (target + os.sep).startswith(os.path.realpath(candidate).rstrip(os.sep) + os.sep):
+            return Path(candidate)
+    return path if path.is_dir() else path.parent
 
 
 def _load_or_exit(path: Path) -> DesiredState:
