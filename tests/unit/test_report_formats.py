@@ -118,11 +118,13 @@ def test_github_annotations_use_the_same_relative_paths(broken_checkout: Path) -
 
 
 def test_outside_any_repository_the_working_directory_is_the_root(tmp_path: Path) -> None:
-    (tmp_path / "specs").mkdir()
-    (tmp_path / "specs" / "r.yaml").write_text("kind: Nothing\n")
-    sarif = sarif_of(tmp_path, "specs", cwd=tmp_path)
+    root = tmp_path / "work space #1 %ü"
+    (root / "specs").mkdir(parents=True)
+    (root / "specs" / "r.yaml").write_text("kind: Nothing\n")
+    sarif = sarif_of(root, "specs", cwd=root)
     assert [loc["artifactLocation"] for loc in locations(sarif)] == [{"uri": "specs/r.yaml", "uriBaseId": "SRCROOT"}]
-    assert sarif["runs"][0]["originalUriBaseIds"]["SRCROOT"]["uri"] == tmp_path.resolve().as_uri() + "/"
+    base = sarif["runs"][0]["originalUriBaseIds"]["SRCROOT"]["uri"]
+    assert base == root.resolve().as_uri() + "/" and base.endswith("/work%20space%20%231%20%25%C3%BC/")
 
 
 def test_renderers_without_a_root_keep_the_file_as_given() -> None:
