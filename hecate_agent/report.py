@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import quote
 
@@ -156,6 +156,26 @@ def render_sarif(
 def _directory_uri(root: Path) -> str:
     uri = Path(os.path.abspath(root)).as_uri()
     return uri if uri.endswith("/") else uri + "/"
+
+
+def select_problems(
+    problems: Iterable[SpecProblem], cross_problems: Iterable[SpecProblem], files: Iterable[Path]
+) -> tuple[list[SpecProblem], int]:
+    """The problems a change to `files` answers for, and how many others were left out.
+
+    Those in the files themselves, and every problem between files wherever it is
+    reported: renaming an AuthPolicy breaks the routes that use it, which are not
+    among the changed files (and a deleted file is never among them).
+    """
+    chosen = {os.path.abspath(f) for f in files}
+    between = set(cross_problems)
+    kept, hidden = [], 0
+    for problem in problems:
+        if problem in between or os.path.abspath(problem.file) in chosen:
+            kept.append(problem)
+        else:
+            hidden += 1
+    return kept, hidden
 
 
 RENDERERS: dict[str, Callable[..., str]] = {
