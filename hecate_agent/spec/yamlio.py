@@ -127,7 +127,8 @@ def decode_utf8(path: str, data: bytes) -> tuple[str | None, SpecProblem | None]
     except UnicodeDecodeError as exc:
         before = data[: exc.start]
         line = before.count(b"\n") + 1
-        column = exc.start - (before.rfind(b"\n") + 1) + 1
+        # In code points, like every other column (SARIF columnKind); what precedes the bad byte decodes.
+        column = len(before[before.rfind(b"\n") + 1 :].decode("utf-8", errors="replace")) + 1
         return None, SpecProblem(
             path,
             line,

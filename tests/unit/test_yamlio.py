@@ -139,3 +139,8 @@ def test_a_syntax_error_at_the_end_is_on_the_last_line(text: str) -> None:
     lines = text.split("\n")[:-1] if text.endswith("\n") else text.split("\n")
     assert 1 <= problems[0].line <= len(lines), problems[0]
     assert 1 <= problems[0].column <= len(lines[problems[0].line - 1]) + 1, problems[0]
+
+
+def test_a_bad_utf8_byte_is_positioned_in_code_points() -> None:
+    line, column, message = only_problem("a: 1\nb: '\u00e9\U0001f600".encode() + b"\xff'\n")
+    assert (line, column) == (2, 7) and "not valid UTF-8" in message  # bytes would say 11
