@@ -254,7 +254,13 @@ def normalize_listen_address(value: str) -> str:
 
 ListenAddress = Annotated[
     str,
-    Field(pattern=r"^[0-9A-Fa-f:.]+$", description="An IP address of this node, or 0.0.0.0 / :: for all."),
+    Field(
+        pattern=r"^[0-9A-Fa-f:.]+$",
+        description="An IP address of this node, or 0.0.0.0 / :: for all.",
+        # The schema states the whole rule (what `normalize_listen_address` accepts); the agent's own pattern
+        # only picks the message.
+        json_schema_extra={"pattern": f"^({addresses.IPV4_PATTERN}|{addresses.IPV6_PATTERN})$"},
+    ),
     AfterValidator(normalize_listen_address),
 ]
 

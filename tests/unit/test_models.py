@@ -218,7 +218,7 @@ INVALID: list[tuple[str, dict[str, Any], str, str, bool]] = [
     ("listen-hostname", stream(listen={"address": "localhost", "port": 1}), "spec.listen.address",
      "IP address", BOTH),
     ("listen-bad-ip", stream(listen={"address": "999.1.1.1", "port": 1}), "spec.listen.address",
-     "not an IP address", MODEL_ONLY),
+     "not an IP address", BOTH),
     ("listen-port-zero", stream(port=0), "spec.listen.port", "at least 1", BOTH),
     ("listen-port-high", stream(port=70000), "spec.listen.port", "at most 65535", BOTH),
     ("listen-port-missing", stream(port=None), "spec", "listen.port is required", BOTH),

@@ -43,7 +43,6 @@ EXCLUDED: list[tuple[str, re.Pattern[str]]] = [
             r"a wildcard needs at least two labels|is longer than 253 characters|is not a valid host name: label"
         ),
     ),
-    ("a listen address is an IP address", re.compile(r"is not an IP address; listen on")),
     (
         "a header is named once per rule, in any case",
         re.compile(r"are one header \(header names are case-insensitive\)|is also set in this rule|is already listed"),
