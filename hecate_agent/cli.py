@@ -6,9 +6,11 @@ Commands import what they use inside their bodies: `hecate-agent --help` and
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -19,6 +21,9 @@ if TYPE_CHECKING:
 
 EXIT_OK = 0
 EXIT_INVALID = 1
+# click exits 2 on a usage error (unknown option, bad --format, missing path), and 2 is what `plan` says
+# for "changes": a CI job would read a typo as a plan. Usage errors are errors: exit 1, like every other.
+EXIT_USAGE = 1
 
 # `--help` lists the commands in the order an operator meets them: check and preview a change, apply it,
 # run the daemon, watch it, undo or pause, then tooling. Commands not named here follow, alphabetically.
@@ -38,11 +43,33 @@ COMMAND_ORDER = (
 )
 
 
+@contextlib.contextmanager
+def _usage_errors_exit_1() -> Iterator[None]:
+    try:
+        yield
+    except click.UsageError as exc:
+        exc.exit_code = EXIT_USAGE  # type: ignore[misc]  # click reads it from the instance it shows
+        raise
+
+
 class OperatorOrderGroup(click.Group):
+    """The root group: commands listed in operator order; every command parses (and runs) inside it, so one
+    place sets the usage-error code."""
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         names = super().list_commands(ctx)
         rank = {name: index for index, name in enumerate(COMMAND_ORDER)}
         return sorted(names, key=lambda name: (rank.get(name, len(rank)), name))
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        with _usage_errors_exit_1():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _usage_errors_exit_1():
+            return super().invoke(ctx)
 
 
 @click.group(cls=OperatorOrderGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -84,7 +111,7 @@ def validate(paths: tuple[Path, ...], output_format: str, max_file_size: int, ro
     PATH defaults to the current folder. With --root ROOT, PATHs are files under
     ROOT (e.g. the ones staged for a commit).
     """
-    from hecate_agent.report import RENDERERS
+    from hecate_agent.report import RENDERERS, ROOTED_FORMATS
     from hecate_agent.sources.directory import read_directory
     from hecate_agent.spec.loader import check_snapshot_parts
     from hecate_agent.spec.yamlio import ReadLimits
@@ -104,8 +131,29 @@ def validate(paths: tuple[Path, ...], output_format: str, max_file_size: int, ro
             click.echo(
                 f"({hidden} problem(s) in other files not shown; `hecate-agent validate {root}` lists them)", err=True
             )
-    sys.stdout.write(RENDERERS[output_format](problems, verdict.counts, str(folder)))
+    render = RENDERERS[output_format]
+    if output_format in ROOTED_FORMATS:
+        sys.stdout.write(render(problems, verdict.counts, str(folder), root=_repository_root(folder)))
+    else:
+        sys.stdout.write(render(problems, verdict.counts, str(folder)))
     sys.exit(EXIT_INVALID if problems else EXIT_OK)
+
+
+def _repository_root(path: Path) -> Path:
+    """What CI tools take file names relative to: the Git work tree holding PATH, else $GITHUB_WORKSPACE
+    or the working directory when PATH is inside it, else PATH's own directory."""
+    import os
+
+    from hecate_agent.sources.git import repository_of
+
+    found = repository_of(path)
+    if found is not None:
+        return found[0]
+    target = os.path.realpath(path)
+    for candidate in (os.environ.get("GITHUB_WORKSPACE"), os.getcwd()):
+        if candidate and (target + os.sep).startswith(os.path.realpath(candidate).rstrip(os.sep) + os.sep):
+            return Path(candidate)
+    return path if path.is_dir() else path.parent
 
 
 def _load_or_exit(path: Path) -> DesiredState:

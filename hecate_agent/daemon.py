@@ -759,8 +759,9 @@ class Daemon:
                         entry["up"] = entry["failures"] < check.get("unhealthyThreshold", 3)
                     entry["checked"] = now
                     health.setdefault(name, {})[target] = entry
-                    self.metrics.upstream_up.labels(stream=name, upstream=target).set(1 if entry["up"] else 0)
         self.state.stream_health = health
+        # Streams and upstreams no longer probed (removed, or their check removed) lose their series.
+        self.metrics.set_stream_upstreams({(n, t): e["up"] for n, h in health.items() for t, e in h.items()})
         streams = {n: {t: {"up": e["up"], "failures": e["failures"]} for t, e in h.items()} for n, h in health.items()}
         update_status(self.node.store, self.settings.node.name, components={"streams": streams})
 
@@ -815,7 +816,8 @@ class Daemon:
                     self._send(404, b'{"error": "not found"}')
                     return
                 declared = (self.headers.get("Content-Length") or "0").strip()
-                if not declared.isdigit():  # negative or garbage: never read "until the peer closes"
+                # Negative, garbage or a non-ASCII digit ('²'): never read "until the peer closes".
+                if not (declared.isascii() and declared.isdigit()):
                     self._send(400, b'{"error": "bad Content-Length"}')
                     return
                 length = int(declared)

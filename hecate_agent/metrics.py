@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
 
@@ -46,5 +48,24 @@ class Metrics:
             registry=r,
         )
 
+    def set_stream_upstreams(self, up: Mapping[tuple[str, str], bool]) -> None:
+        """The probe verdict of every (stream, upstream) probed now; series of any other pair are removed."""
+        for (stream, upstream), is_up in up.items():
+            self.upstream_up.labels(stream=stream, upstream=upstream).set(1 if is_up else 0)
+        keep_only(self.upstream_up, ("stream", "upstream"), set(up))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def keep_only(metric: Gauge, label_names: tuple[str, ...], keep: set[tuple[str, ...]]) -> None:
+    """Remove every series of `metric` whose values of `label_names` (its labels, in order) are not in `keep`.
+
+    A labelled series lives until removed: without this, a stream or upstream taken out of the
+    desired state would be exported forever with its last value.
+    """
+    present = {
+        tuple(sample.labels[name] for name in label_names) for family in metric.collect() for sample in family.samples
+    }
+    for values in present - keep:
+        metric.remove(*values)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from urllib.parse import quote
 
 from hecate_agent import __version__
 from hecate_agent.errors import SpecProblem, printable
@@ -61,10 +62,27 @@ def _github_escape(text: str, *, property_value: bool = False) -> str:
     return text
 
 
-def render_github(problems: Sequence[SpecProblem], counts: Mapping[str, int], source: str) -> str:
+def repository_relative(file: str, root: Path | None) -> str | None:
+    """`file` (as shown, relative to the working directory or absolute) relative to `root`, POSIX-style;
+    None when there is no root or the file is not under it."""
+    if root is None:
+        return None
+    for where in (os.path.abspath(file), os.path.realpath(file)):
+        for base in (os.path.abspath(root), os.path.realpath(root)):
+            relative = os.path.relpath(where, base)
+            if relative != ".." and not relative.startswith(".." + os.sep) and not os.path.isabs(relative):
+                return relative.replace(os.sep, "/")
+    return None
+
+
+def render_github(
+    problems: Sequence[SpecProblem], counts: Mapping[str, int], source: str, *, root: Path | None = None
+) -> str:
+    """Workflow commands; `file=` is relative to `root` (the repository), as the runner maps annotations."""
     out = []
     for p in problems:
-        props = [f"file={_github_escape(p.file, property_value=True)}"]
+        file = repository_relative(p.file, root) or p.file
+        props = [f"file={_github_escape(file, property_value=True)}"]
         if p.line > 0:
             props += [f"line={p.line}", f"col={p.column}"]
         title = p.subject() or "hecate-agent"
@@ -75,12 +93,28 @@ def render_github(problems: Sequence[SpecProblem], counts: Mapping[str, int], so
     return "\n".join(out) + "\n"
 
 
-def render_sarif(problems: Sequence[SpecProblem], counts: Mapping[str, int], source: str) -> str:
+SARIF_ROOT = "SRCROOT"
+
+
+def _artifact_location(file: str, root: Path | None) -> dict[str, str]:
+    """A repository-relative URI reference (RFC 3986: each character outside unreserved and '/'
+    percent-encoded as UTF-8) against SRCROOT; an absolute file: URI for a file outside the root."""
+    relative = repository_relative(file, root)
+    if relative is None:
+        return {"uri": Path(os.path.abspath(file)).as_uri()}
+    return {"uri": quote(relative, safe="/"), "uriBaseId": SARIF_ROOT}
+
+
+def render_sarif(
+    problems: Sequence[SpecProblem], counts: Mapping[str, int], source: str, *, root: Path | None = None
+) -> str:
+    """SARIF 2.1.0 for code scanning: URIs relative to `root` (the repository), columns in code points
+    (what the YAML reader counts)."""
     del counts, source
     results = []
     for p in problems:
         region = {"startLine": p.line, "startColumn": p.column} if p.line > 0 else {}
-        location: dict[str, object] = {"artifactLocation": {"uri": p.file}}
+        location: dict[str, object] = {"artifactLocation": _artifact_location(p.file, root)}
         if region:
             location["region"] = region
         message = problem_line(p)[len(_location(p)) + 2 :]
@@ -111,11 +145,18 @@ def render_sarif(problems: Sequence[SpecProblem], counts: Mapping[str, int], sou
                         ],
                     }
                 },
+                "columnKind": "unicodeCodePoints",
+                **({"originalUriBaseIds": {SARIF_ROOT: {"uri": _directory_uri(root)}}} if root is not None else {}),
                 "results": results,
             }
         ],
     }
     return json.dumps(sarif, indent=2) + "\n"
+
+
+def _directory_uri(root: Path) -> str:
+    uri = Path(os.path.abspath(root)).as_uri()
+    return uri if uri.endswith("/") else uri + "/"
 
 
 def select_problems(
@@ -138,4 +179,11 @@ def select_problems(
     return kept, hidden
 
 
-RENDERERS = {"text": render_text, "json": render_json, "github": render_github, "sarif": render_sarif}
+RENDERERS: dict[str, Callable[..., str]] = {
+    "text": render_text,
+    "json": render_json,
+    "github": render_github,
+    "sarif": render_sarif,
+}
+# The formats whose file names are relative to the repository root (`root=`), for CI tools to map them.
+ROOTED_FORMATS = ("github", "sarif")

@@ -28,7 +28,7 @@ class CertRoute:
 
 
 def _version(text: str) -> tuple[int, int, int] | None:
-    match = re.match(r"v?(\d+)\.(\d+)\.(\d+)", text)
+    match = re.match(r"v?([0-9]+)\.([0-9]+)\.([0-9]+)", text)
     return (int(match.group(1)), int(match.group(2)), int(match.group(3))) if match else None
 
 

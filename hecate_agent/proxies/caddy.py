@@ -223,7 +223,7 @@ def detect_capabilities(binary: str = "caddy", timeout: float = 20.0) -> CaddyCa
         ).stdout
     except (OSError, subprocess.SubprocessError) as exc:
         raise CaddyError(f"cannot ask {binary!r} for its version and modules: {exc}") from None
-    match = re.search(r"v?(\d+\.\d+\.\d+)", version_out)
+    match = re.search(r"v?([0-9]+\.[0-9]+\.[0-9]+)", version_out)
     modules = frozenset(
         line.strip() for line in modules_out.splitlines() if re.fullmatch(r"[a-z0-9_]+(\.[a-z0-9_]+)+", line.strip())
     )

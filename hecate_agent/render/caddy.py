@@ -97,7 +97,7 @@ class CaddyCapabilities:
         return module in self.modules
 
     def at_least(self, major: int, minor: int) -> bool:
-        match = re.match(r"v?(\d+)\.(\d+)", self.version)
+        match = re.match(r"v?([0-9]+)\.([0-9]+)", self.version)
         if match is None:
             return False
         return (int(match.group(1)), int(match.group(2))) >= (major, minor)
@@ -106,7 +106,7 @@ class CaddyCapabilities:
 def parse_listen(listen: str) -> tuple[str, int | None]:
     """(host, port) of a listen address such as ':443', '127.0.0.1:8080' or '[::1]:80'; '' host = all."""
     host, _, port = listen.rpartition(":")
-    return host.strip("[]"), int(port) if port.isdigit() else None
+    return host.strip("[]"), int(port) if port.isascii() and port.isdigit() else None
 
 
 def _port_of(listen: str) -> int | None:

@@ -170,7 +170,12 @@ class _Tree:
             mode, _kind, object_id, size = meta.split(None, 3)
             full_path = raw_path.decode("utf-8", "surrogateescape")
             relative = full_path[len(subpath) + 1 :] if subpath else full_path
-            self.entries[relative] = (mode.decode(), object_id.decode(), int(size) if size.strip().isdigit() else 0)
+            digits = size.strip()
+            self.entries[relative] = (
+                mode.decode(),
+                object_id.decode(),
+                int(digits) if digits.isascii() and digits.isdigit() else 0,
+            )
             parts = relative.split("/")
             self.folders.update("/".join(parts[:i]) for i in range(1, len(parts)))
         links = [entry[1] for entry in self.entries.values() if entry[0] == "120000"]

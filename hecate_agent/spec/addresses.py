@@ -77,6 +77,9 @@ _URL_PATH = "(/[!#%-z|~]*)?"
 _TEMPLATES = {
     "dial": f"^{_DIAL_HOST}:{PORT_PATTERN}{_END}",
     "server": f"^{_SERVER_HOST}(:{PORT_PATTERN})?{_END}",
+    # The two cases of a Stream server, for the schema's preset rule: with a preset the host alone, else host:port.
+    "server-host": f"^{_SERVER_HOST}{_END}",
+    "server-with-port": f"^{_SERVER_HOST}:{PORT_PATTERN}{_END}",
     "url": f"^https?://{_URL_HOST}(:{PORT_PATTERN})?{_URL_PATH}{_END}",
 }
 
@@ -89,6 +92,8 @@ def published(kind: str) -> str:
 _COMPILED = {kind: re.compile(text.replace(_END, r"\Z")) for kind, text in _TEMPLATES.items()}
 DIAL_PATTERN = published("dial")
 STREAM_SERVER_PATTERN = published("server")
+SERVER_HOST_PATTERN = published("server-host")
+SERVER_WITH_PORT_PATTERN = published("server-with-port")
 HTTP_URL_PATTERN = published("url")
 _IPV6 = re.compile(IPV6_PATTERN + r"\Z")
 _IPV4 = re.compile(IPV4_PATTERN + r"\Z")

@@ -58,6 +58,17 @@ def describe_input(value: Any) -> str:
     return f"{kind} {text}"
 
 
+def _looks_like_int(text: str) -> bool:
+    digits = text.strip().lstrip("+-")
+    return digits.isascii() and digits.isdigit()
+
+
+def _meant_field(given: str, allowed: list[str]) -> str | None:
+    """The allowed field `given` is another spelling of (`max_fails`, `MaxFails`, `max-fails` → `maxFails`)."""
+    folded = given.replace("_", "").replace("-", "").casefold()
+    return next((name for name in allowed if name.casefold() == folded and name != given), None)
+
+
 def friendly_message(error: ErrorDetails, allowed_fields: list[str] | None = None) -> str:
     """One sentence: what is wrong, what was expected, and what to do."""
     kind = error["type"]
@@ -68,14 +79,17 @@ def friendly_message(error: ErrorDetails, allowed_fields: list[str] | None = Non
     if kind == "missing":
         return "required field is missing; add it"
     if kind == "extra_forbidden":
+        loc = error.get("loc") or ()
+        meant = _meant_field(str(loc[-1]), allowed_fields or []) if loc else None
+        guess = f" (did you mean {meant!r}?)" if meant else ""
         hint = f"; allowed here: {', '.join(allowed_fields)}" if allowed_fields else ""
-        return f"unknown field{hint}. Fix the spelling or remove it"
+        return f"unknown field{guess}{hint}. Fix the spelling or remove it"
     if kind in _TYPE_NAMES:
         expected = _TYPE_NAMES[kind]
         advice = ""
         if kind == "string_type" and isinstance(given, int | float | bool):
             advice = "; put the value in quotes"
-        elif kind == "int_type" and isinstance(given, str) and given.strip().lstrip("+-").isdigit():
+        elif kind == "int_type" and isinstance(given, str) and _looks_like_int(given):
             advice = "; remove the quotes"
         return f"expected {expected}, got {describe_input(given)}{advice}"
     if kind == "string_pattern_mismatch":

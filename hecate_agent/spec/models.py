@@ -8,7 +8,7 @@ Every model forbids unknown fields and is strict (no silent coercion of
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -22,7 +22,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
-from hecate_agent.spec.addresses import AddressError, parse_server
+from hecate_agent.spec.addresses import SERVER_HOST_PATTERN, SERVER_WITH_PORT_PATTERN, AddressError, parse_server
 from hecate_agent.spec.headers import (
     GROUP_NAME_PATTERN,
     IDENTITY_NAME_PATTERN,
@@ -93,7 +93,9 @@ class SpecModel(BaseModel):
         frozen=True,
         strict=True,
         alias_generator=to_camel,
-        populate_by_name=True,
+        # Only the YAML spelling (camelCase) is accepted: `max_fails` is an unknown field, as the schemas say.
+        validate_by_name=False,
+        validate_by_alias=True,
         use_attribute_docstrings=False,
     )
 
@@ -196,7 +198,48 @@ class Canary(SpecModel):
     percentage: int = Field(ge=0, le=100, description="Share of requests (0-100) sent to the canary.")
 
 
+# Each kind of middleware at most once (`_one_of_each_middleware`), said in JSON Schema.
+_MIDDLEWARE_KINDS: tuple[dict[str, Any], ...] = (
+    {"type": "string", "pattern": "^rate-limit:"},
+    {"const": "compression"},
+    {"const": "request-id"},
+)
+
+
+def _at_most_once(item: dict[str, Any]) -> dict[str, Any]:
+    return {"contains": item, "minContains": 0, "maxContains": 1}
+
+
+def _not_named(pattern: str) -> dict[str, Any]:
+    """JSON Schema: a header rule (`set` keys, `remove` items) that never names a header matching `pattern`."""
+    return {
+        "properties": {
+            "set": {"propertyNames": {"not": {"pattern": pattern}}},
+            "remove": {"items": {"not": {"pattern": pattern}}},
+        }
+    }
+
+
+# `check_request_id`, said in JSON Schema: with the request-id middleware, no rule names X-Request-ID (any case).
+_REQUEST_ID_NAME = "^" + "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in "X-Request-ID") + "$"
+_ROUTE_RULES: dict[str, Any] = {
+    "if": {"required": ["middleware"], "properties": {"middleware": {"contains": {"const": "request-id"}}}},
+    "then": {
+        "properties": {
+            "headers": {
+                "allOf": [
+                    _not_named(_REQUEST_ID_NAME),
+                    {"properties": {"upstream": _not_named(_REQUEST_ID_NAME)}},
+                ]
+            }
+        }
+    },
+}
+
+
 class RouteSpec(SpecModel):
+    model_config = ConfigDict(json_schema_extra=_ROUTE_RULES)
+
     domain: Domain = Field(description="Host this route answers for; unique across routes.")
     upstreams: list[Upstream] = Field(min_length=1, max_length=100, description="Backends, at least one.")
     auth_policy: ResourceName | None = Field(default=None, description="Name of an AuthPolicy that guards this route.")
@@ -204,7 +247,9 @@ class RouteSpec(SpecModel):
     health_check: RouteHealthCheck | None = Field(default=None, description="Active health checks.")
     headers: RouteHeaders = Field(default_factory=RouteHeaders, description="Header rules.")
     middleware: list[Middleware] = Field(
-        default_factory=list, description="Middleware applied in order: rate-limit, compression, request-id."
+        default_factory=list,
+        description="Middleware applied in order: rate-limit, compression, request-id.",
+        json_schema_extra={"allOf": [_at_most_once(item) for item in _MIDDLEWARE_KINDS]},
     )
     canary: Canary | None = Field(default=None, description="Progressive rollout to a canary backend.")
 
@@ -320,14 +365,48 @@ class StreamHealthCheck(SpecModel):
     unhealthy_threshold: int = Field(default=3, ge=1, le=100, description="Failures in a row before unhealthy.")
 
 
+def _set(key: str) -> dict[str, Any]:
+    """JSON Schema: `key` is present and not null (what `is not None` means to the model)."""
+    return {"required": [key], "properties": {key: {"not": {"type": "null"}}}}
+
+
+# `_listen_and_upstreams_fit`, said in JSON Schema so editors refuse what the agent refuses.
+_STREAM_RULES: dict[str, Any] = {
+    "allOf": [
+        {
+            "if": _set("preset"),
+            "then": {
+                "properties": {
+                    "listen": {"not": _set("port")},
+                    "protocol": {"const": "tcp"},
+                    "upstreams": {"items": {"properties": {"server": {"pattern": SERVER_HOST_PATTERN}}}},
+                }
+            },
+            "else": {
+                "required": ["listen"],
+                "properties": {
+                    "listen": _set("port"),
+                    "upstreams": {"items": {"properties": {"server": {"pattern": SERVER_WITH_PORT_PATTERN}}}},
+                },
+            },
+        },
+    ]
+}
+
+
 class StreamSpec(SpecModel):
+    model_config = ConfigDict(json_schema_extra=_STREAM_RULES)
+
     protocol: Literal["tcp", "udp"] = Field(default="tcp", description="tcp or udp.")
     preset: Literal["mailcow", "jenkins", "wazuh"] | None = Field(
         default=None, description="Open the ports of a known service: mailcow, jenkins or wazuh (all TCP)."
     )
     listen: StreamListen = Field(default_factory=StreamListen, description="Where this node listens.")
     upstreams: list[StreamUpstream] = Field(
-        min_length=1, max_length=100, description="Backends; at least one that is not a backup."
+        min_length=1,
+        max_length=100,
+        description="Backends; at least one that is not a backup.",
+        json_schema_extra={"contains": {"not": {"required": ["backup"], "properties": {"backup": {"const": True}}}}},
     )
     health_check: StreamHealthCheck | None = Field(default=None, description="Agent-side active checks.")
 

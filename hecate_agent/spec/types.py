@@ -39,9 +39,11 @@ def _fail(message: str) -> PydanticCustomError:
 
 # --- durations ----------------------------------------------------------------
 
-_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?\Z")
+# ASCII digits only (Python's `\d` also matches Arabic-Indic or fullwidth digits), and no surrounding
+# whitespace: the same rule as DURATION_PATTERN in the schema.
+_DURATION = re.compile(r"(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m(?!s))?(?:([0-9]+)s)?(?:([0-9]+)ms)?\Z")
 _UNIT_MS = (86_400_000, 3_600_000, 60_000, 1000, 1)
-DURATION_PATTERN = r"^(?=\d)([0-9]+d)?([0-9]+h)?([0-9]+m(?!s))?([0-9]+s)?([0-9]+ms)?$"
+DURATION_PATTERN = r"^(?=[0-9])([0-9]+d)?([0-9]+h)?([0-9]+m(?!s))?([0-9]+s)?([0-9]+ms)?$"
 
 
 # Caddy and Nginx are handed durations as text; Caddy (Go) holds them in a time.Duration, an int64 of
@@ -79,7 +81,7 @@ class Duration:
     @classmethod
     @functools.lru_cache(maxsize=1024)  # specs repeat the same few durations thousands of times
     def parse(cls, text: str) -> Duration:
-        match = _DURATION.match(text.strip()) if text.strip() else None
+        match = _DURATION.match(text) if text else None
         if match is None or not any(match.groups()):
             raise ValueError(text)
         if any(len(group.lstrip("0")) > 16 for group in match.groups() if group):  # before int(): no 4,300-digit trap
@@ -195,7 +197,11 @@ LabelValue = Annotated[str, Field(pattern=PLAIN_TEXT_PATTERN, max_length=256)]
 
 _LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
 
-DOMAIN_PATTERN = r"^(\*\.)?[^\s*/:@{}\[\]\\;,'\"$]+$"
+# Control characters, and every character ECMA-262's `\s` matches, spelled out: Python's, Rust's (pydantic)
+# and ECMA-262's (editors, AJV) `\s` each match a different set, and a pattern must mean the same in all three.
+SPACE_OR_CONTROL = r"\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+# No `\"` in a pattern: ECMA-262 in `u` mode (AJV 8) refuses an escape that is not a syntax character.
+DOMAIN_PATTERN = r"^(\*\.)?[^" + SPACE_OR_CONTROL + r"*/:@{}\[\]\\;,'" + '"' + r"$]+$"
 
 
 def _to_ascii_host(value: str) -> str:
@@ -320,7 +326,13 @@ def normalize_listen_address(value: str) -> str:
 
 ListenAddress = Annotated[
     str,
-    Field(pattern=r"^[0-9A-Fa-f:.]+$", description="An IP address of this node, or 0.0.0.0 / :: for all."),
+    Field(
+        pattern=r"^[0-9A-Fa-f:.]+$",
+        description="An IP address of this node, or 0.0.0.0 / :: for all.",
+        # The schema states the whole rule (what `normalize_listen_address` accepts); the agent's own pattern
+        # only picks the message.
+        json_schema_extra={"pattern": f"^({addresses.IPV4_PATTERN}|{addresses.IPV6_PATTERN})$"},
+    ),
     AfterValidator(normalize_listen_address),
 ]
 

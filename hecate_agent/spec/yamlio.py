@@ -131,7 +131,8 @@ def decode_utf8(path: str, data: bytes) -> tuple[str | None, SpecProblem | None]
     except UnicodeDecodeError as exc:
         before = data[: exc.start]
         line = before.count(b"\n") + 1
-        column = exc.start - (before.rfind(b"\n") + 1) + 1
+        # In code points, like every other column (SARIF columnKind); what precedes the bad byte decodes.
+        column = len(before[before.rfind(b"\n") + 1 :].decode("utf-8", errors="replace")) + 1
         return None, SpecProblem(
             path,
             line,
@@ -185,7 +186,7 @@ def size_problem(path: str, size: int, limit: int) -> SpecProblem:
 
 def _syntax_problem(path: str, exc: MarkedYAMLError, text: str) -> SpecProblem:
     mark = exc.problem_mark or exc.context_mark
-    line, column = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
+    line, column = _within_text(text, mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
     problem = (exc.problem or "invalid YAML").strip()
     context = (exc.context or "").strip()
     message = f"YAML syntax error: {problem}"
@@ -198,7 +199,20 @@ def _syntax_problem(path: str, exc: MarkedYAMLError, text: str) -> SpecProblem:
 
 def _offset_position(text: str, offset: int) -> Position:
     line = text.count("\n", 0, offset) + 1
-    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
+    return _within_text(text, line, offset - (text.rfind("\n", 0, offset) + 1) + 1)
+
+
+def _within_text(text: str, line: int, column: int) -> Position:
+    """A position the file has: the parser puts "unexpected end of file" one line past the last one
+    (after the final newline), which editors and SARIF consumers cannot show; that is the end of the last line."""
+    lines = text.split("\n")
+    if text.endswith("\n"):
+        lines.pop()
+    if line <= len(lines):
+        return line, column
+    if not lines:
+        return 1, 1
+    return len(lines), len(lines[-1].rstrip("\r")) + 1
 
 
 def _line_of(text: str, index: int) -> str:

@@ -100,6 +100,10 @@ def test_pull_request_with_changes(origin: tuple[Path, str], tmp_path: Path) -> 
     assert markdown in (tmp_path / "step_summary").read_text()
 
 
+def results_root(sarif_file: str) -> str:
+    return json.loads(Path(sarif_file).read_text())["runs"][0]["originalUriBaseIds"]["SRCROOT"]["uri"]
+
+
 def test_pull_request_with_invalid_specs(origin: tuple[Path, str], tmp_path: Path) -> None:
     repo, base = origin
     replace(repo / "routes/shop.yaml", "percentage: 10", "percentage: 150")
@@ -112,7 +116,9 @@ def test_pull_request_with_invalid_specs(origin: tuple[Path, str], tmp_path: Pat
     assert outputs["validate-exit-code"] == "1"
     results = json.loads(Path(outputs["sarif-file"]).read_text())["runs"][0]["results"]
     assert [r["locations"][0]["physicalLocation"] for r in results] == [
-        {"artifactLocation": {"uri": "routes/shop.yaml"}, "region": {"startLine": 17, "startColumn": 17}}]
+        {"artifactLocation": {"uri": "routes/shop.yaml", "uriBaseId": "SRCROOT"},
+         "region": {"startLine": 17, "startColumn": 17}}]
+    assert results_root(outputs["sarif-file"]) == checkout.resolve().as_uri() + "/"
     assert outputs["plan-exit-code"] == "1"
     assert outputs["markdown"].startswith(f"### hecate-agent plan against `{base}` failed")
     assert "do not validate" in outputs["markdown"] and "routes/shop.yaml:17:17" in outputs["markdown"]

@@ -290,10 +290,13 @@ def test_stream_upstreams_are_probed_by_the_agent(node, remote, agent_factory) -
 
     live, dead_port = TcpEcho("live"), free_port()
     with serving(live):
-        doc = stream("db", port=None, listen={"address": "127.0.0.1", "port": free_port()},
-                     healthCheck={"interval": "1s", "timeout": "500ms", "unhealthyThreshold": 1},
+        check = {"interval": "1s", "timeout": "500ms", "unhealthyThreshold": 1}
+        doc = stream("db", port=None, listen={"address": "127.0.0.1", "port": free_port()}, healthCheck=check,
                      upstreams=[{"server": f"127.0.0.1:{live.port}"}, {"server": f"127.0.0.1:{dead_port}", "backup": True}])
-        first = remote.commit({"specs/streams/db.yaml": dump_yaml(doc)}, "db")
+        other = stream("other", port=None, listen={"address": "127.0.0.1", "port": free_port()}, healthCheck=check,
+                       upstreams=[{"server": f"127.0.0.1:{live.port}"}])
+        first = remote.commit({"specs/streams/db.yaml": dump_yaml(doc), "specs/streams/other.yaml": dump_yaml(other)},
+                              "db")
         remote.push()
         agent = agent_factory(source=git_source(remote))
         agent.start()
@@ -308,6 +311,21 @@ def test_stream_upstreams_are_probed_by_the_agent(node, remote, agent_factory) -
         with urllib.request.urlopen(agent.url("/metrics"), timeout=5) as metrics:
             text = metrics.read().decode()
         assert f'hecate_stream_upstream_up{{stream="db",upstream="127.0.0.1:{dead_port}"}} 0.0' in text
+        assert 'hecate_stream_upstream_up{stream="other"' in text
+
+        # Stream "other" leaves the desired state and db loses its dead upstream: their series go too.
+        doc["spec"]["upstreams"] = doc["spec"]["upstreams"][:1]
+        second = remote.commit({"specs/streams/db.yaml": dump_yaml(doc)}, "drop other", remove=("specs/streams/other.yaml",))
+        remote.push()
+        agent.wait_applied(second, timeout=15)
+
+        def metrics_text() -> str:
+            with urllib.request.urlopen(agent.url("/metrics"), timeout=5) as response:
+                return response.read().decode()
+
+        assert wait_until(lambda: 'stream="other"' not in metrics_text(), timeout=12), metrics_text()
+        assert f'upstream="127.0.0.1:{dead_port}"' not in metrics_text()
+        assert f'hecate_stream_upstream_up{{stream="db",upstream="127.0.0.1:{live.port}"}} 1.0' in metrics_text()
 
 
 def test_ready_is_sent_even_when_the_first_fetch_fails(node, tmp_path: Path, agent_factory) -> None:

@@ -84,6 +84,7 @@ def test_endpoints_listen_on_loopback_only(daemon: Daemon) -> None:
     ("empty GitLab token", [("X-Gitlab-Token", b"")], 401),
     ("negative Content-Length", [("X-Hub-Signature-256", f"sha256={GOOD}".encode()), ("Content-Length", b"-1")], 400),
     ("garbage Content-Length", [("Content-Length", b"lots")], 400),
+    ("non-ASCII digit Content-Length", [("Content-Length", "\u00b2".encode("latin-1"))], 400),
     ("oversized body", [("Content-Length", b"999999999")], 413),
 ])
 def test_webhook_signatures(daemon: Daemon, name: str, headers: list[tuple[str, bytes]], expected: int) -> None:

@@ -130,7 +130,28 @@ def test_github_escapes_newlines_and_commas() -> None:
 
 def test_validate_needs_an_existing_path() -> None:
     result = run("validate", "/nonexistent/specs")
-    assert result.returncode == 2 and "does not exist" in result.stderr
+    assert result.returncode == 1 and "does not exist" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("plan", "--bogus"), "No such option '--bogus'"),
+        (("plan", "--format", "nope"), "Invalid value for '--format'"),
+        (("plan", "/missing"), "does not exist"),
+        (("validate", "--format", "nope"), "Invalid value for '--format'"),
+        (("apply", "--bogus"), "No such option"),
+        (("rollout", "resume"), "Missing argument 'REVISION'"),
+        (("--bogus",), "No such option"),
+        (("no-such-command",), "No such command"),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, tuple) else None,
+)
+def test_usage_errors_exit_1_never_2(args: tuple[str, ...], fragment: str) -> None:
+    """2 is `plan`'s "changes": a CI job must not read a typo in an option as a plan to apply."""
+    result = run(*args)
+    assert result.returncode == 1, (result.returncode, result.stderr)
+    assert fragment in result.stderr and "Usage: hecate-agent" in result.stderr
 
 
 def test_schema_command_prints_every_kind() -> None:

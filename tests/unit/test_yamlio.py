@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import time
 
+import pytest
+
 from hecate_agent.spec.yamlio import DEFAULT_LIMITS, ReadLimits, parse_yaml
 
 
@@ -129,3 +131,29 @@ def test_integers_beyond_64_bits_are_refused_where_they_are_read() -> None:
         assert "too large" in message and "put it in quotes" in message and huge not in message
     [doc] = values("a: 9223372036854775807\nb: -9223372036854775807\nc: 0x7fffffffffffffff\nd: 000000000000000000000042\n")
     assert doc == {"a": 2**63 - 1, "b": -(2**63 - 1), "c": 2**63 - 1, "d": 42}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: [1, 2\n",
+        "a: [1, 2",
+        "a: {b: 1\n\n",
+        "a: 'unclosed\n",
+        "a: 1\r\nb: [x, y\r\n",
+        "a: \"x\n  y\n",
+        "- [",
+    ],
+)
+def test_a_syntax_error_at_the_end_is_on_the_last_line(text: str) -> None:
+    """The parser marks "unexpected end" one line past the last; SARIF and editors need a line the file has."""
+    problems = parse_yaml("f.yaml", text.encode()).problems
+    assert len(problems) == 1 and "YAML syntax error" in problems[0].message
+    lines = text.split("\n")[:-1] if text.endswith("\n") else text.split("\n")
+    assert 1 <= problems[0].line <= len(lines), problems[0]
+    assert 1 <= problems[0].column <= len(lines[problems[0].line - 1]) + 1, problems[0]
+
+
+def test_a_bad_utf8_byte_is_positioned_in_code_points() -> None:
+    line, column, message = only_problem("a: 1\nb: '\u00e9\U0001f600".encode() + b"\xff'\n")
+    assert (line, column) == (2, 7) and "not valid UTF-8" in message  # bytes would say 11
