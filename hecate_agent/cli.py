@@ -59,7 +59,7 @@ def validate(path: Path, output_format: str, max_file_size: int) -> None:
     found, counts = check_snapshot(files, limits)
     problems = sorted(problems + found)
     sys.stdout.write(RENDERERS[output_format](problems, counts, str(path)))
-    sys.exit(EXIT_INVALID if problems else EXIT_OK)
+    sys.exit(EXIT_INVALID if any(p.is_error for p in problems) else EXIT_OK)
 
 
 def _load_or_exit(path: Path) -> DesiredState:

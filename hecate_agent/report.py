@@ -25,7 +25,7 @@ def problem_line(problem: SpecProblem) -> str:
         parts.append(problem.subject())
     if problem.field:
         parts.append(problem.field)
-    parts.append(problem.message)
+    parts.append(problem.message if problem.is_error else f"warning: {problem.message}")
     return ": ".join(parts)
 
 
@@ -38,11 +38,14 @@ def counts_line(counts: Mapping[str, int]) -> str:
 
 def render_text(problems: Sequence[SpecProblem], counts: Mapping[str, int], source: str) -> str:
     lines = [problem_line(p) for p in problems]
-    if problems:
-        files = len({p.file for p in problems})
-        lines.append(f"{source}: {len(problems)} problem(s) in {files} file(s); nothing was changed")
+    errors = [p for p in problems if p.is_error]
+    warned = len(problems) - len(errors)
+    also = f"; {warned} warning(s)" if warned else ""
+    if errors:
+        files = len({p.file for p in errors})
+        lines.append(f"{source}: {len(errors)} problem(s) in {files} file(s){also}; nothing was changed")
     else:
-        lines.append(f"{source}: valid ({counts_line(counts)})")
+        lines.append(f"{source}: valid ({counts_line(counts)}){also}")
     return "\n".join(lines) + "\n"
 
 
@@ -67,8 +70,10 @@ def render_github(problems: Sequence[SpecProblem], counts: Mapping[str, int], so
         title = p.subject() or "hecate-agent"
         props.append(f"title={_github_escape(title, property_value=True)}")
         message = f"{p.field}: {p.message}" if p.field else p.message
-        out.append(f"::error {','.join(props)}::{_github_escape(message)}")
-    out.append(render_text([], counts, source).strip() if not problems else f"{source}: {len(problems)} problem(s)")
+        command = "error" if p.is_error else "warning"
+        out.append(f"::{command} {','.join(props)}::{_github_escape(message)}")
+    errors = sum(1 for p in problems if p.is_error)
+    out.append(render_text([], counts, source).strip() if not errors else f"{source}: {errors} problem(s)")
     return "\n".join(out) + "\n"
 
 
@@ -84,7 +89,7 @@ def render_sarif(problems: Sequence[SpecProblem], counts: Mapping[str, int], sou
         results.append(
             {
                 "ruleId": "hecate/spec",
-                "level": "error",
+                "level": "error" if p.is_error else "warning",
                 "message": {"text": message},
                 "locations": [{"physicalLocation": location}],
             }

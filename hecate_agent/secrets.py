@@ -241,10 +241,15 @@ def secret_name(name: str) -> bool:
 
 
 def is_sensitive(reference: Reference) -> bool:
-    """Vault values and anything sent to a backend in a header are secrets; so are environment
+    """Vault values, anything sent to a backend in a header and the DNS API token are secrets; so are environment
     variables named like one. The rest (an outpost URL, DNS resolvers, an ACME e-mail address held
     in plain variables) stays visible, so plans remain readable and `render` output loads."""
-    return reference.is_vault or "headers.upstream" in reference.where or secret_name(reference.name)
+    return (
+        reference.is_vault
+        or "headers.upstream" in reference.where
+        or reference.where == "global.dns.apiToken"
+        or secret_name(reference.name)
+    )
 
 
 @dataclass(frozen=True)

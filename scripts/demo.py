@@ -144,6 +144,10 @@ stream {{
         "stateDir": str(WORK / "state"),
         "source": {"git": {"url": str(WORK / "git" / "config.git"), "branch": "main", "interval": "5s"}},
         "http": {"listen": f"127.0.0.1:{AGENT_HTTP}", "webhookSecretFile": str(WORK / "webhook.secret")},
+        # The sample policies ask for MFA, flows and session lengths that only Authentik can enforce. The demo's
+        # stand-in outpost plays Authentik, so it declares them enforced outside the agent (until the agent can
+        # provision a test Authentik itself); without this line plan and apply would stop, as they should.
+        "authentik": {"provisioning": "external"},
     }
     (WORK / "webhook.secret").write_bytes(WEBHOOK_SECRET + b"\n")
     (WORK / "agent.yaml").write_text(json.dumps(settings, indent=2))

@@ -56,7 +56,7 @@ def facts_of(located: Located[Any]) -> Facts:
 
 def effective_health_check(check: RouteHealthCheck, config: GlobalConfig) -> tuple[Duration, Duration, int]:
     """(interval, timeout, unhealthy threshold) of a route's check, global defaults filled in."""
-    defaults = config.health_checks
+    defaults = config.health_checks.effective
     return (
         check.interval or defaults.interval,
         check.timeout or defaults.timeout,
@@ -68,10 +68,19 @@ def check_cross_references(facts: Sequence[Facts], config: GlobalConfig, locator
     problems: list[SpecProblem] = []
     ordered = sorted(facts, key=lambda f: (f.file, f.index))
 
-    def problem(item: Facts, path: Path, message: str, *, key: bool = False) -> None:
+    def problem(item: Facts, path: Path, message: str, *, key: bool = False, severity: str = "error") -> None:
         line, column = locator.position(item.file, item.index, path, key=key)
         problems.append(
-            SpecProblem(item.file, line, column, message, kind=item.kind, name=item.name, field=format_field(path))
+            SpecProblem(
+                item.file,
+                line,
+                column,
+                message,
+                kind=item.kind,
+                name=item.name,
+                field=format_field(path),
+                severity=severity,
+            )
         )
 
     def where(item: Facts, path: Path) -> str:
@@ -115,12 +124,13 @@ def check_cross_references(facts: Sequence[Facts], config: GlobalConfig, locator
                 problem(
                     route,
                     ("spec", "authPolicy"),
-                    "this route uses an AuthPolicy, but config.yaml sets no global.authentik.outpostUrl; "
-                    "add the Authentik outpost URL there",
+                    "this route uses an AuthPolicy and config.yaml sets no global.authentik.outpostUrl: every node "
+                    "that applies it needs authentik.outpostUrl in its agent.yaml (or set it here for all nodes)",
+                    severity="warning",
                 )
         if route.has_health_check:
-            interval = route.health_interval or config.health_checks.interval
-            timeout = route.health_timeout or config.health_checks.timeout
+            interval = route.health_interval or config.health_checks.effective.interval
+            timeout = route.health_timeout or config.health_checks.effective.timeout
             if timeout >= interval:
                 problem(
                     route,

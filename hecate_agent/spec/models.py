@@ -8,6 +8,7 @@ Every model forbids unknown fields and is strict (no silent coercion of
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -17,13 +18,18 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationInfo,
+    WithJsonSchema,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from hecate_agent.spec.types import (
+    AUTH_METHODS,
+    HTTP_METHODS,
     STREAM_SERVER_PATTERN,
+    AttributeName,
+    AuthMethod,
     Dial,
     Domain,
     Duration,
@@ -40,6 +46,7 @@ from hecate_agent.spec.types import (
     Port,
     RateLimit,
     ResourceName,
+    SecretReference,
     Templated,
     TlsVersion,
     UpstreamHeaderValue,
@@ -191,23 +198,47 @@ class RouteDocument(SpecModel):
 
 # --- AuthPolicy -------------------------------------------------------------------
 
-AuthentikAttribute = Literal["username", "groups", "email", "name", "uid", "entitlements"]
+# User attributes the Authentik outpost sends as X-Authentik-* headers: the proxy itself can
+# require these. Any other attribute is checked by Authentik (a policy the agent provisions).
+HEADER_ATTRIBUTES = ("username", "groups", "email", "name", "uid", "entitlements")
+MFA_BOOLEAN_ALIASES = {True: "required", False: "disabled"}
+
+
+def _mfa_from_boolean(value: object) -> object:
+    """`mfa: true/false` (the old spelling) means required/disabled; `validate` warns about it."""
+    if isinstance(value, bool):
+        return MFA_BOOLEAN_ALIASES[value]
+    return value
 
 
 class AuthRequirements(SpecModel):
     groups: list[PlainText] = Field(
         default_factory=list, description="The user must be in at least one of these Authentik groups."
     )
-    mfa: bool = Field(default=False, description="Require the Authentik flow to enforce MFA.")
+    mfa: Annotated[
+        Literal["required", "optional", "disabled"],
+        BeforeValidator(_mfa_from_boolean),
+        WithJsonSchema(
+            {"anyOf": [{"enum": ["required", "optional", "disabled"]}, {"type": "boolean", "deprecated": True}]}
+        ),
+    ] = Field(
+        default="disabled",
+        description="Multi-factor authentication in the Authentik flow: required (no access without a second "
+        "factor), optional (asked for when the user has one), disabled. true/false are deprecated aliases of "
+        "required/disabled. Needs Authentik provisioning on the node unless disabled.",
+    )
     session_duration: DurationField | None = Field(
-        default=None, description="How long an authenticated session lasts, e.g. 8h."
+        default=None,
+        description="How long an authenticated session lasts, e.g. 8h. Needs Authentik provisioning on the node.",
     )
 
 
 class AuthMetadata(SpecModel):
-    required: list[AuthentikAttribute] = Field(
+    required: list[AttributeName] = Field(
         default_factory=list,
-        description="User attributes the outpost must return (as X-Authentik-* headers) for access.",
+        description="User attributes a user must have for access, e.g. employee_id. username, groups, email, name, "
+        "uid and entitlements are checked by the proxy on the outpost's X-Authentik-* headers; any other "
+        "attribute needs Authentik provisioning on the node.",
     )
 
 
@@ -221,17 +252,41 @@ def _only_authentik(value: object) -> object:
     return value
 
 
+def _authentication_methods(value: object) -> object:
+    """The old meaning of allowedMethods (HTTP methods) gets a message saying where they went."""
+    if isinstance(value, list):
+        http = [v for v in value if isinstance(v, str) and v.upper() in HTTP_METHODS]
+        if http:
+            raise PydanticCustomError(
+                "hecate",
+                f"allowedMethods lists authentication methods ({', '.join(AUTH_METHODS)}); "
+                f"{', '.join(map(repr, http))} {'is an HTTP method' if len(http) == 1 else 'are HTTP methods'}: "
+                "move HTTP methods to allowedHttpMethods",
+            )
+    return value
+
+
 class AuthPolicySpec(SpecModel):
     provider: Annotated[Literal["authentik"], BeforeValidator(_only_authentik)] = Field(
         description="Identity provider. Only 'authentik' is supported for now (forward auth to its outpost)."
     )
-    flow: ResourceName = Field(description="Slug of the Authentik authentication flow.")
+    flow: ResourceName | None = Field(
+        default=None,
+        description="Slug of the Authentik authentication flow, e.g. default-authentication-flow; without it the "
+        "brand's default flow applies. Needs Authentik provisioning on the node.",
+    )
     requirements: AuthRequirements = Field(
         default_factory=AuthRequirements, description="What a user needs to get through."
     )
-    metadata: AuthMetadata = Field(default_factory=AuthMetadata, description="User attributes the outpost must supply.")
-    allowed_methods: list[HttpMethod] = Field(
-        default_factory=list, description="HTTP methods allowed through; empty means all."
+    metadata: AuthMetadata = Field(default_factory=AuthMetadata, description="User attributes a user must have.")
+    allowed_methods: Annotated[list[AuthMethod], BeforeValidator(_authentication_methods)] = Field(
+        default_factory=list,
+        description="Authentication methods a user may sign in with: password, webauthn, totp, static, duo, sms, "
+        "email; empty means whatever the flow offers. Needs Authentik provisioning on the node.",
+    )
+    allowed_http_methods: list[HttpMethod] = Field(
+        default_factory=list,
+        description="HTTP methods let through to the upstream (others get 405); empty means all.",
     )
 
 
@@ -269,11 +324,17 @@ class StreamListen(SpecModel):
 
 
 class StreamHealthCheck(SpecModel):
+    type: Literal["tcp"] = Field(default="tcp", description="tcp: the probe opens a TCP connection to the upstream.")
     interval: DurationField = Field(default=Duration(10_000), description="Time between agent-side probes.")
     timeout: ProbeTimeout = Field(
         default=Duration(2_000), validate_default=True, description="Probe timeout, shorter than interval."
     )
-    unhealthy_threshold: int = Field(default=3, ge=1, le=100, description="Failures in a row before unhealthy.")
+    unhealthy_threshold: int = Field(
+        default=3, ge=1, le=100, description="Failed probes in a row before the agent marks the upstream down."
+    )
+    healthy_threshold: int = Field(
+        default=2, ge=1, le=100, description="Successful probes in a row before a down upstream is put back."
+    )
 
 
 class StreamSpec(SpecModel):
@@ -342,10 +403,43 @@ class StreamDocument(SpecModel):
 # --- global config -------------------------------------------------------------------
 
 
+def _only_hetzner(value: object) -> object:
+    if isinstance(value, str) and value != "hetzner":
+        raise PydanticCustomError(
+            "hecate", f"DNS provider {value!r} is not supported; 'hetzner' is the only provider for now"
+        )
+    return value
+
+
 class DnsSettings(SpecModel):
+    provider: Annotated[Literal["hetzner"], BeforeValidator(_only_hetzner)] | None = Field(
+        default=None,
+        description="DNS provider whose records point each route's domain at the nodes: hetzner. Record management "
+        "needs DNS provisioning on the node (agent.yaml dns.provisioning).",
+    )
+    api_token: SecretReference | None = Field(
+        default=None, description="The provider's API token, as a ${ENV_VAR} or ${vault:path#key} reference."
+    )
+    default_ttl: int = Field(
+        default=300, ge=30, le=86_400, alias="defaultTTL", description="TTL of the records, in seconds (30-86400)."
+    )
     resolvers: list[Templated] = Field(
         default_factory=list, description="DNS resolvers (IP or IP:port) used for upstream names and ACME."
     )
+
+    @model_validator(mode="after")
+    def _token_with_provider(self) -> DnsSettings:
+        if self.provider is not None and self.api_token is None:
+            raise PydanticCustomError(
+                "hecate", f"provider {self.provider!r} needs apiToken, e.g. apiToken: ${{HETZNER_API_TOKEN}}"
+            )
+        if self.provider is None and self.api_token is not None:
+            raise PydanticCustomError("hecate", "apiToken is set but no provider; add provider: hetzner")
+        return self
+
+
+# Caddy storage modules for each `certificates.storage` value (file is built in).
+STORAGE_MODULES = {"file": "file_system", "vault": "vault", "consul": "consul", "redis": "redis"}
 
 
 class CertificateSettings(SpecModel):
@@ -354,24 +448,130 @@ class CertificateSettings(SpecModel):
         description="letsencrypt: public ACME certificates. internal: Caddy's local CA (offline, for tests).",
     )
     email: Templated | None = Field(default=None, description="ACME account e-mail.")
+    storage: Literal["file", "vault", "consul", "redis"] = Field(
+        default="file",
+        description="Where Caddy keeps certificates: file (the node's disk), or vault, consul, redis (shared "
+        "between nodes; each needs the matching Caddy storage plugin, caddy.storage.<name>).",
+    )
     renewal_window: DurationField = Field(
         default=Duration(30 * 86_400_000), description="Renew certificates this long before they expire."
     )
 
 
+class HealthCheckDefault(SpecModel):
+    path: HttpPath | None = Field(
+        default=None,
+        description="With a path, every route without its own healthCheck is probed there (active health check).",
+    )
+    interval: DurationField | None = Field(default=None, description="Time between probes (default 10s).")
+    timeout: ProbeTimeout | None = Field(default=None, description="Probe timeout, shorter than interval (default 2s).")
+    unhealthy_threshold: int | None = Field(
+        default=None, ge=1, le=100, description="Failures in a row before an upstream is taken out (default 3)."
+    )
+
+
+@dataclass(frozen=True)
+class EffectiveHealthDefaults:
+    path: str | None
+    interval: Duration
+    timeout: Duration
+    unhealthy_threshold: int
+
+
 class HealthCheckDefaults(SpecModel):
-    interval: DurationField = Field(default=Duration(10_000), description="Time between probes.")
-    timeout: ProbeTimeout = Field(
-        default=Duration(2_000), validate_default=True, description="Probe timeout, shorter than interval."
+    default: HealthCheckDefault = Field(
+        default_factory=HealthCheckDefault,
+        description="The health check of every route that has none of its own, and the values a route's own "
+        "check leaves out.",
     )
-    unhealthy_threshold: int = Field(
-        default=3, ge=1, le=100, description="Failures in a row before an upstream is taken out."
+    interval: DurationField | None = Field(
+        default=None,
+        description="Deprecated: write healthChecks.default.interval.",
+        json_schema_extra={"deprecated": True},
     )
+    timeout: ProbeTimeout | None = Field(
+        default=None,
+        description="Deprecated: write healthChecks.default.timeout.",
+        json_schema_extra={"deprecated": True},
+    )
+    unhealthy_threshold: int | None = Field(
+        default=None,
+        ge=1,
+        le=100,
+        description="Deprecated: write healthChecks.default.unhealthyThreshold.",
+        json_schema_extra={"deprecated": True},
+    )
+
+    @model_validator(mode="after")
+    def _one_spelling(self) -> HealthCheckDefaults:
+        for name in ("interval", "timeout", "unhealthy_threshold"):
+            if getattr(self, name) is not None and getattr(self.default, name) is not None:
+                camel = to_camel(name)
+                raise PydanticCustomError(
+                    "hecate",
+                    f"both {camel} and default.{camel} are set; keep default.{camel} (the other is deprecated)",
+                )
+        effective = self.effective
+        if effective.timeout >= effective.interval:
+            raise PydanticCustomError(
+                "hecate",
+                f"timeout ({effective.timeout}) must be shorter than interval ({effective.interval}); "
+                "a probe must finish before the next one starts",
+            )
+        return self
+
+    @property
+    def effective(self) -> EffectiveHealthDefaults:
+        """The defaults with the deprecated top-level spelling and the built-in values filled in."""
+        d = self.default
+        return EffectiveHealthDefaults(
+            path=d.path,
+            interval=d.interval or self.interval or Duration(10_000),
+            timeout=d.timeout or self.timeout or Duration(2_000),
+            unhealthy_threshold=d.unhealthy_threshold or self.unhealthy_threshold or 3,
+        )
+
+
+class PrometheusSettings(SpecModel):
+    enabled: bool = Field(default=False, description="Turn on Caddy's request metrics and serve them on `port`.")
+    port: Port = Field(default=9090, description="Port of the listener serving /metrics (on every address).")
+
+
+class TracingSettings(SpecModel):
+    enabled: bool = Field(
+        default=False, description="Trace every request (Caddy's tracing handler, module http.handlers.tracing)."
+    )
+    endpoint: PlainText | None = Field(
+        default=None,
+        description="OTLP/gRPC endpoint, e.g. http://jaeger:4317. Caddy reads it from its own environment "
+        "(OTEL_EXPORTER_OTLP_ENDPOINT); the agent checks that the running Caddy has it.",
+    )
+
+    @model_validator(mode="after")
+    def _endpoint_when_enabled(self) -> TracingSettings:
+        if self.enabled and not self.endpoint:
+            raise PydanticCustomError("hecate", "tracing is enabled but has no endpoint, e.g. endpoint: jaeger:4317")
+        return self
 
 
 class MonitoringSettings(SpecModel):
-    metrics: bool = Field(default=True, description="Expose proxy metrics.")
+    prometheus: PrometheusSettings = Field(
+        default_factory=PrometheusSettings, description="Request metrics in Prometheus format."
+    )
+    tracing: TracingSettings = Field(
+        default_factory=TracingSettings, description="Distributed tracing (OpenTelemetry)."
+    )
     access_logs: bool = Field(default=False, description="Write proxy access logs.")
+    metrics: bool | None = Field(
+        default=None,
+        description="Deprecated: write prometheus.enabled. true turns Caddy's request metrics on (served by "
+        "Caddy's admin endpoint /metrics) without a listener of their own.",
+        json_schema_extra={"deprecated": True},
+    )
+
+    @property
+    def request_metrics(self) -> bool:
+        return self.prometheus.enabled or bool(self.metrics)
 
 
 class SecuritySettings(SpecModel):
@@ -385,7 +585,7 @@ class SecuritySettings(SpecModel):
 class AuthentikSettings(SpecModel):
     outpost_url: UrlOrReference = Field(
         description="Base URL of the Authentik outpost that answers forward-auth requests, "
-        "e.g. http://authentik-outpost:9000.",
+        "e.g. http://authentik-outpost:9000. Without it, each node's agent.yaml authentik.outpostUrl is used.",
     )
 
 
@@ -395,13 +595,16 @@ class GlobalConfig(SpecModel):
         default_factory=CertificateSettings, description="Where TLS certificates come from."
     )
     health_checks: HealthCheckDefaults = Field(
-        default_factory=HealthCheckDefaults, description="Defaults for every route's health check."
+        default_factory=HealthCheckDefaults, description="The default health check of every route."
     )
-    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings, description="Metrics and logs.")
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings, description="Metrics, tracing, logs.")
     security: SecuritySettings = Field(
         default_factory=SecuritySettings, description="TLS floor and default response headers."
     )
-    authentik: AuthentikSettings | None = Field(default=None, description="Required when a route uses an AuthPolicy.")
+    authentik: AuthentikSettings | None = Field(
+        default=None,
+        description="The Authentik outpost for every node; a node without it uses its agent.yaml authentik.outpostUrl.",
+    )
 
 
 class ConfigDocument(SpecModel):

@@ -281,6 +281,24 @@ HttpPath = Annotated[
     Field(pattern=HTTP_PATH_PATTERN, max_length=1024, description="An absolute URL path starting with '/'."),
 ]
 HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"]
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE")
+
+
+# --- authentication -------------------------------------------------------------
+
+# The first factor (password) and the device classes Authentik knows (DeviceClassesEnum).
+AUTH_METHODS = ("password", "webauthn", "totp", "static", "duo", "sms", "email")
+AuthMethod = Literal["password", "webauthn", "totp", "static", "duo", "sms", "email"]
+
+ATTRIBUTE_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$"
+AttributeName = Annotated[
+    str,
+    Field(
+        pattern=ATTRIBUTE_NAME_PATTERN,
+        description="A user attribute name: a letter or '_', then letters, digits, '_', '.' or '-' "
+        "(at most 64 characters).",
+    ),
+]
 
 
 # --- TLS ----------------------------------------------------------------------
@@ -338,8 +356,21 @@ class RequestId:
 
 MiddlewareValue = RateLimit | Compression | RequestId
 KNOWN_MIDDLEWARE = ("compression", "rate-limit:<n>/<second|minute|hour>", "request-id")
-_RATE_LIMIT = re.compile(r"rate-limit:([1-9][0-9]{0,8})/(second|minute|hour)\Z")
-MIDDLEWARE_PATTERN = r"^(compression|request-id|rate-limit:[1-9][0-9]{0,8}/(second|minute|hour))$"
+# The design document writes both `rate-limit:100/minute` (YAML) and `rate-limit:100/min` (CLI).
+RATE_LIMIT_UNITS: dict[str, Literal["second", "minute", "hour"]] = {
+    "second": "second",
+    "sec": "second",
+    "s": "second",
+    "minute": "minute",
+    "min": "minute",
+    "m": "minute",
+    "hour": "hour",
+    "hr": "hour",
+    "h": "hour",
+}
+_UNIT_CHOICES = "second|sec|s|minute|min|m|hour|hr|h"
+_RATE_LIMIT = re.compile(r"rate-limit:([1-9][0-9]{0,8})/(" + _UNIT_CHOICES + r")\Z")
+MIDDLEWARE_PATTERN = r"^(compression|request-id|rate-limit:[1-9][0-9]{0,8}/(" + _UNIT_CHOICES + r"))$"
 
 
 def parse_middleware(value: Any) -> MiddlewareValue:
@@ -353,11 +384,11 @@ def parse_middleware(value: Any) -> MiddlewareValue:
         return RequestId()
     match = _RATE_LIMIT.match(value)
     if match:
-        per: Literal["second", "minute", "hour"] = match.group(2)  # type: ignore[assignment]  # regex-checked
-        return RateLimit(int(match.group(1)), per)
+        return RateLimit(int(match.group(1)), RATE_LIMIT_UNITS[match.group(2)])
     if value.startswith("rate-limit"):
         raise _fail(
-            f"{value!r}: write a rate limit as 'rate-limit:<n>/<second|minute|hour>', e.g. 'rate-limit:100/minute'"
+            f"{value!r}: write a rate limit as 'rate-limit:<n>/<second|minute|hour>' (or sec, min, hr), "
+            "e.g. 'rate-limit:100/minute' or 'rate-limit:100/min'"
         )
     raise _fail(f"unknown middleware {value!r}; known: {', '.join(KNOWN_MIDDLEWARE)}")
 
@@ -448,6 +479,19 @@ UrlOrReference = Annotated[
         pattern=URL_OR_REFERENCE_PATTERN,
         max_length=2048,
         description="An http:// or https:// URL, or a single ${ENV_VAR} or ${vault:path#key} reference that holds one.",
+    ),
+    AfterValidator(_check_vault_paths),
+]
+
+
+SECRET_REFERENCE_PATTERN = r"^\$\{(" + REFERENCE_BODY + r")\}$"
+SecretReference = Annotated[
+    str,
+    Field(
+        pattern=SECRET_REFERENCE_PATTERN,
+        max_length=2048,
+        description="A single ${ENV_VAR} or ${vault:path#key} reference; the value is resolved on the node, "
+        "never written in the repository and never shown.",
     ),
     AfterValidator(_check_vault_paths),
 ]
