@@ -31,8 +31,6 @@ _PATTERN_MEANING: dict[str, str] = {
     "the host alone), without spaces, ';' or braces",
     types.ATTRIBUTE_NAME_PATTERN: "a user attribute name such as 'employee_id' (a letter or '_', then letters, "
     "digits, '_', '.' or '-', at most 64 characters)",
-    types.SECRET_REFERENCE_PATTERN: "a reference to a secret, '${NAME}' (environment) or '${vault:path#key}'; "
-    "never write the secret itself in the repository",
     types.URL_OR_REFERENCE_PATTERN: "an http:// or https:// URL (or a single ${VAR} or ${vault:path#key} reference)",
 }
 

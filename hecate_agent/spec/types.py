@@ -485,13 +485,30 @@ UrlOrReference = Annotated[
 
 
 SECRET_REFERENCE_PATTERN = r"^\$\{(" + REFERENCE_BODY + r")\}$"
+_SECRET_REFERENCE = re.compile(SECRET_REFERENCE_PATTERN[1:-1] + r"\Z")
+
+
+def _check_secret_reference(value: Any) -> str:
+    """Never echo the value: a token written in place of a reference is the secret itself."""
+    if not isinstance(value, str) or not _SECRET_REFERENCE.match(value):
+        raise _fail(
+            "expected a reference to a secret, '${NAME}' (environment) or '${vault:path#key}'; the value given "
+            "is not one and is not shown here. Never write the secret itself in the repository (and rotate it "
+            "if it was committed)"
+        )
+    return _check_vault_paths(value)
+
+
 SecretReference = Annotated[
     str,
-    Field(
-        pattern=SECRET_REFERENCE_PATTERN,
-        max_length=2048,
-        description="A single ${ENV_VAR} or ${vault:path#key} reference; the value is resolved on the node, "
-        "never written in the repository and never shown.",
+    PlainValidator(_check_secret_reference),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": SECRET_REFERENCE_PATTERN,
+            "maxLength": 2048,
+            "description": "A single ${ENV_VAR} or ${vault:path#key} reference; the value is resolved on the node, "
+            "never written in the repository and never shown.",
+        }
     ),
-    AfterValidator(_check_vault_paths),
 ]

@@ -239,7 +239,7 @@ INVALID: list[tuple[str, dict[str, Any], str, str, bool]] = [
     ("dns-provider", config(dns={"provider": "route53", "apiToken": "${T}"}), "global.dns.provider",
      "'hetzner' is the only provider", BOTH),
     ("dns-token-literal", config(dns={"provider": "hetzner", "apiToken": "abc123"}), "global.dns.apiToken",
-     "never write the secret itself", BOTH),
+     "is not one and is not shown here", BOTH),
     ("dns-token-missing", config(dns={"provider": "hetzner"}), "global.dns", "needs apiToken", MODEL_ONLY),
     ("dns-ttl", config(dns={"defaultTTL": 5}), "global.dns.defaultTTL", "at least 30", BOTH),
     ("cert-storage", config(certificates={"storage": "s3"}), "global.certificates.storage", "'file'", BOTH),
