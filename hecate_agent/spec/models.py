@@ -433,8 +433,9 @@ class DnsSettings(SpecModel):
             raise PydanticCustomError(
                 "hecate", f"provider {self.provider!r} needs apiToken, e.g. apiToken: ${{HETZNER_API_TOKEN}}"
             )
-        if self.provider is None and self.api_token is not None:
-            raise PydanticCustomError("hecate", "apiToken is set but no provider; add provider: hetzner")
+        if self.provider is None and (self.api_token is not None or "default_ttl" in self.model_fields_set):
+            # Without a provider they would change nothing: refused rather than silently ignored.
+            raise PydanticCustomError("hecate", "apiToken and defaultTTL need a provider; add provider: hetzner")
         return self
 
 

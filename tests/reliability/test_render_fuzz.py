@@ -94,9 +94,12 @@ def repositories(draw: Any) -> list[SourceFile]:
     policies = [{"apiVersion": "hecate.io/v1", "kind": "AuthPolicy", "metadata": {"name": p},
                  "spec": {"provider": "authentik", "flow": "login",
                           "requirements": {"groups": draw(st.lists(labels, min_size=1, max_size=3, unique=True)),
-                                           "mfa": draw(st.booleans())},
-                          "allowedMethods": draw(st.lists(st.sampled_from(["GET", "POST", "PUT"]), max_size=3,
-                                                          unique=True))}}
+                                           "mfa": draw(st.sampled_from(["required", "optional", "disabled",
+                                                                        True, False]))},
+                          "allowedMethods": draw(st.lists(st.sampled_from(["password", "webauthn", "totp"]),
+                                                          max_size=3, unique=True)),
+                          "allowedHttpMethods": draw(st.lists(st.sampled_from(["GET", "POST", "PUT"]), max_size=3,
+                                                              unique=True))}}
                 for p in policy_names]
     route_names = draw(st.lists(names, min_size=1, max_size=5, unique=True))
     domains = draw(st.lists(st.one_of(st.builds(lambda a, b: f"{a}.{b}.example.com", labels, labels),

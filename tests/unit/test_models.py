@@ -242,6 +242,7 @@ INVALID: list[tuple[str, dict[str, Any], str, str, bool]] = [
      "is not one and is not shown here", BOTH),
     ("dns-token-missing", config(dns={"provider": "hetzner"}), "global.dns", "needs apiToken", MODEL_ONLY),
     ("dns-ttl", config(dns={"defaultTTL": 5}), "global.dns.defaultTTL", "at least 30", BOTH),
+    ("dns-ttl-without-provider", config(dns={"defaultTTL": 60}), "global.dns", "need a provider", MODEL_ONLY),
     ("cert-storage", config(certificates={"storage": "s3"}), "global.certificates.storage", "'file'", BOTH),
     ("prometheus-port", config(monitoring={"prometheus": {"enabled": True, "port": 0}}),
      "global.monitoring.prometheus.port", "at least 1", BOTH),
