@@ -344,7 +344,9 @@ def main() -> None:
             print("\n$ hecate-agent plan   (against the live proxies)", flush=True)
             again = subprocess.run([*CLI, "plan", str(WORK / "git" / "work")], env=env, check=False,
                                    capture_output=True, text=True)
-            print("  " + again.stdout.strip().splitlines()[-1])
+            # the summary line (notes, e.g. what Authentik enforces outside the agent, follow it)
+            print("  " + next((line for line in again.stdout.splitlines() if line.startswith(("No changes", "Plan:"))),
+                              again.stdout.strip().splitlines()[-1]))
             ok &= again.returncode == 0
             current = agent_status()
             print(f"\nStatus: phase {current.get('phase')}, applied {str(current.get('appliedRevision'))[:12]}; "
