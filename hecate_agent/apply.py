@@ -46,6 +46,8 @@ from hecate_agent.secrets import SecretResolver, VaultClient
 from hecate_agent.settings import AgentSettings
 from hecate_agent.spec.loader import DesiredState
 from hecate_agent.state import Snapshot, StateStore, utc_now
+from hecate_agent.status import read_status
+from hecate_agent.stream_health import down_from_status, health_notes
 
 EXIT_FAILED = 1
 EXIT_ROLLBACK_FAILED = 3
@@ -84,6 +86,9 @@ class Node:
     resolver: SecretResolver
     nginx_include_checked: bool = False  # `nginx -T` once per process, not per apply
     render_cache: RenderCache = field(default_factory=RenderCache)
+    # Stream servers the agent's active health check marks down (stream_health.py): set by the daemon's
+    # probes; one-shot commands start from what the daemon last published, so their plans agree with it.
+    stream_down: dict[str, frozenset[str]] = field(default_factory=dict)
 
     @classmethod
     def from_settings(
@@ -115,11 +120,14 @@ class Node:
                 capabilities = detect_capabilities(settings.caddy.binary)
             except CaddyError:
                 capabilities = CaddyCapabilities()
+        store = StateStore(settings.state_dir, keep=settings.sync.history_limit)
+        published = read_status(store) or {}
         return cls(
             settings=settings,
             caddy=CaddyAdmin(settings.caddy.admin_url),
             nginx=nginx,
-            store=StateStore(settings.state_dir, keep=settings.sync.history_limit),
+            store=store,
+            stream_down=down_from_status(published.get("components") or {}),
             capabilities=capabilities,
             resolver=SecretResolver(
                 dict(os.environ if environment is None else environment),
@@ -247,12 +255,14 @@ def _prepare(node: Node, state: DesiredState, revision: str) -> Prepared:
             environment=resolution.values,
             nginx_enabled=node.nginx is not None,
             cache=node.render_cache,
+            stream_down=node.stream_down,
         )
     except RenderError as exc:
         raise RenderError(verdict.errors + exc.problems) from None
     if verdict.errors:
         raise RenderError(verdict.errors)
-    return _prepare_rendered(node, rendered, resolution.sensitive, tuple(verdict.notes))
+    notes = tuple(verdict.notes) + tuple(health_notes(node.stream_down))
+    return _prepare_rendered(node, rendered, resolution.sensitive, notes)
 
 
 def prepare_rendered(node: Node, rendered: Rendered, secrets: frozenset[str] = frozenset()) -> Prepared:

@@ -71,6 +71,7 @@ def render_all(
     environment: Mapping[str, str],
     nginx_enabled: bool = True,
     cache: RenderCache | None = None,
+    stream_down: Mapping[str, frozenset[str]] | None = None,
 ) -> Rendered:
     """Render both proxies; raises RenderError with every problem (missing modules, port clashes, ...)."""
     problems: list[str] = []
@@ -90,7 +91,7 @@ def render_all(
     problems.extend(metrics_port_clashes(metrics_port, caddy))
     if problems:
         raise RenderError(problems)
-    return Rendered(revision, owned, render_nginx(state), listeners, spec_documents(state, cache))
+    return Rendered(revision, owned, render_nginx(state, stream_down), listeners, spec_documents(state, cache))
 
 
 def _caddy_sockets(settings: CaddySettings) -> list[tuple[str, str, int]]:
