@@ -441,7 +441,8 @@ class _Renderer:
         inner_routes: list[dict[str, Any]] = []
         request_id = any(isinstance(m, RequestId) for m in spec.middleware)
         if self.config.monitoring.tracing.enabled:
-            handlers.append({"handler": "tracing", "span": located.name})
+            # A route of its own first: Caddy chains routes, so the span covers forward auth too.
+            inner_routes.append({"handle": [{"handler": "tracing", "span": located.name}]})
         for item in spec.middleware:
             if isinstance(item, RateLimit):
                 handlers.append(self.rate_limit(located, item))

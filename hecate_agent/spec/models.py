@@ -125,17 +125,17 @@ class RouteTls(SpecModel):
 class RouteHealthCheck(SpecModel):
     path: HttpPath = Field(description="Path probed on every upstream, e.g. /healthz.")
     interval: DurationField | None = Field(
-        default=None, description="Time between probes; defaults to global.healthChecks.interval."
+        default=None, description="Time between probes; defaults to global.healthChecks.default.interval."
     )
     timeout: ProbeTimeout | None = Field(
         default=None,
-        description="Probe timeout, shorter than interval; defaults to global.healthChecks.timeout.",
+        description="Probe timeout, shorter than interval; defaults to global.healthChecks.default.timeout.",
     )
     unhealthy_threshold: int | None = Field(
         default=None,
         ge=1,
         le=100,
-        description="Failures in a row before an upstream is taken out; defaults to global.healthChecks.",
+        description="Failures in a row before an upstream is taken out; defaults to global.healthChecks.default.",
     )
 
 

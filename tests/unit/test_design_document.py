@@ -131,3 +131,18 @@ def test_with_the_modules_the_examples_render() -> None:
     assert rendered.caddy_owned["apps"]["http"]["metrics"] == {"per_host": True}
     assert rendered.caddy_owned["apps"]["tls"]["automation"]["policies"][0]["storage"] == {"module": "vault"}
     assert "database.conf" not in rendered.nginx_files and "postgres-cluster.conf" in rendered.nginx_files
+
+
+def test_the_examples_pass_the_published_json_schemas() -> None:
+    import json
+
+    import jsonschema
+
+    from hecate_agent.spec.yamlio import parse_yaml
+
+    for source in example_files():
+        value = parse_yaml(source.path, source.data).documents[0].value
+        kind = "config" if source.path == "config.yaml" else value["kind"].lower()
+        schema = json.loads((ROOT / "schemas" / f"{kind}.schema.json").read_text())
+        errors = list(jsonschema.Draft202012Validator(schema).iter_errors(value))
+        assert errors == [], (source.path, [e.message for e in errors])
