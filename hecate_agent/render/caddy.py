@@ -29,8 +29,9 @@ from urllib.parse import urlsplit
 
 from hecate_agent.errors import HecateError
 from hecate_agent.spec.checks import effective_health_check
+from hecate_agent.spec.config import STORAGE_MODULES, GlobalConfig
 from hecate_agent.spec.loader import DesiredState, Located
-from hecate_agent.spec.models import STORAGE_MODULES, AuthPolicyDocument, GlobalConfig, RouteDocument
+from hecate_agent.spec.models import AuthPolicyDocument, RouteDocument
 from hecate_agent.spec.types import (
     REFERENCE_BODY,
     Compression,

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hecate_agent.errors import SpecProblem
-from hecate_agent.spec.models import GlobalConfig, RouteDocument, RouteHealthCheck, StreamDocument
+from hecate_agent.spec.config import GlobalConfig
+from hecate_agent.spec.models import RouteDocument, RouteHealthCheck, StreamDocument
 from hecate_agent.spec.types import Duration
 from hecate_agent.spec.yamlio import Path, format_field
 

@@ -20,12 +20,11 @@ from pydantic import BaseModel, ValidationError
 
 from hecate_agent.errors import SpecProblem
 from hecate_agent.spec.checks import Facts, check_cross_references, facts_of
+from hecate_agent.spec.config import ConfigDocument, GlobalConfig
 from hecate_agent.spec.messages import friendly_message
 from hecate_agent.spec.models import (
     DOCUMENT_MODELS,
     AuthPolicyDocument,
-    ConfigDocument,
-    GlobalConfig,
     RouteDocument,
     StreamDocument,
 )

@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hecate_agent.spec.models import HEADER_ATTRIBUTES, AuthPolicySpec, GlobalConfig
+from hecate_agent.spec.config import GlobalConfig
+from hecate_agent.spec.models import HEADER_ATTRIBUTES, AuthPolicySpec
 from hecate_agent.spec.yamlio import Path
 
 AUTHENTIK = "authentik"
