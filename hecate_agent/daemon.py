@@ -747,7 +747,9 @@ class Daemon:
             for upstream in spec["spec"]["upstreams"]:
                 targets = [f"{upstream['server']}:{p}" for p in ports] if ports else [upstream["server"]]
                 for target in targets:
-                    entry = dict(previous.get(target, {"up": True, "failures": 0, "successes": 0, "checked": 0.0}))
+                    # A restart keeps the marks it found in status.json until the probes say otherwise.
+                    first = {"up": target not in self.node.stream_down.get(name, ()), "failures": 0, "successes": 0}
+                    entry = dict(previous.get(target, {**first, "checked": 0.0}))
                     if now - entry["checked"] < interval:
                         health.setdefault(name, {})[target] = entry
                         continue

@@ -88,7 +88,16 @@ def tracing_verdict(state: DesiredState, caddy_environment: Mapping[str, str] | 
     have = caddy_environment.get(name)
     if have == wanted:
         return Verdict()
-    shown = f"{name}={have}" if have is not None else f"no {name}"
+    shown = f"{name}={_without_credentials(have)}" if have is not None else f"no {name}"
     return Verdict(
         errors=[f"global.monitoring.tracing.endpoint: the running Caddy ({source}) has {shown}, not {wanted}. {how}"]
     )
+
+
+def _without_credentials(value: str) -> str:
+    """Another process's variable is shown, but never a user:password@ it may carry."""
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        scheme, rest = "", value
+    host = rest.rsplit("@", 1)[-1]
+    return f"{scheme}{sep}{host}" if "@" in rest else value

@@ -322,6 +322,9 @@ def test_tracing_endpoint_is_compared_with_caddys_environment() -> None:
     ]
     other = tracing_verdict(state, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://old:4317"}, "pid 7")
     assert "has OTEL_EXPORTER_OTLP_ENDPOINT=http://old:4317, not http://jaeger:4317" in other.errors[0]
+    with_password = tracing_verdict(state, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://u:s3cr3t@old:4317"}, "pid 7")
+    assert "has OTEL_EXPORTER_OTLP_ENDPOINT=http://old:4317, not" in with_password.errors[0]
+    assert "s3cr3t" not in with_password.errors[0]
     unknown = tracing_verdict(state, None, "pid 7: permission denied")
     assert unknown.errors == [] and "could not read the running Caddy's environment" in unknown.notes[0]
 
