@@ -536,6 +536,10 @@ class _Renderer:
         if len({d for d, _ in kept}) > 1:
             load_balancing.update({"try_duration": "5s", "try_interval": "250ms"})
         handler["load_balancing"] = load_balancing
+        resolvers = self.resolvers()
+        if resolvers:
+            # Upstream host names are looked up through these (Caddy's HTTP transport `resolver`).
+            handler["transport"] = {"protocol": "http", "resolver": {"addresses": resolvers}}
         defaults = self.config.health_checks.effective
         if spec.health_check is not None or defaults.path is not None:
             path: str | None
@@ -574,6 +578,12 @@ class _Renderer:
         if request_headers:
             handler["headers"] = {"request": request_headers}
         return handler
+
+    def resolvers(self) -> list[str]:
+        return [
+            self.resolve(value, f"global.dns.resolvers[{index}]")
+            for index, value in enumerate(self.config.dns.resolvers)
+        ]
 
     # --- auth -----------------------------------------------------------------------
 

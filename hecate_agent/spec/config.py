@@ -50,7 +50,9 @@ class DnsSettings(SpecModel):
         default=300, ge=30, le=86_400, alias="defaultTTL", description="TTL of the records, in seconds (30-86400)."
     )
     resolvers: list[Templated] = Field(
-        default_factory=list, description="DNS resolvers (IP or IP:port) used for upstream names and ACME."
+        default_factory=list,
+        description="DNS resolvers (IP or IP:port) Caddy uses to look up upstream host names; Nginx resolves stream "
+        "upstreams with the system resolver when it loads its config.",
     )
 
     @model_validator(mode="after")

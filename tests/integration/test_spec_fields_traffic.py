@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import collections
+import socketserver
+import struct
 from pathlib import Path
 
 import pytest
@@ -121,3 +123,53 @@ def test_plan_and_apply_fail_closed_until_the_node_declares_authentik_provisioni
         # forward auth to the outpost named in agent.yaml (nothing listens there: Caddy answers 502)
         assert http_get(node.caddy.http_port, "app.example.com").status == 502
         assert backend.requests == 0
+
+
+class NameServer(socketserver.ThreadingTCPServer):
+    """DNS over TCP (what Caddy 2.6.2's upstream resolver dials): every A question gets 127.0.0.1."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+        super().__init__(("127.0.0.1", 0), _NameHandler)
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+
+def _answer(query: bytes, asked: list[str]) -> bytes:
+    labels, offset = [], 12
+    while query[offset]:
+        labels.append(query[offset + 1 : offset + 1 + query[offset]].decode())
+        offset += 1 + query[offset]
+    question = query[12 : offset + 5]
+    qtype = struct.unpack("!H", query[offset + 1 : offset + 3])[0]
+    asked.append(".".join(labels))
+    answer = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + bytes([127, 0, 0, 1]) if qtype == 1 else b""
+    return query[:2] + struct.pack("!HHHHH", 0x8180, 1, 1 if answer else 0, 0, 0) + question + answer
+
+
+class _NameHandler(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        server: NameServer = self.server  # type: ignore[assignment]
+        for _ in range(16):  # bounded: a client sends a few questions per connection
+            size = self.rfile.read(2)
+            if len(size) < 2:
+                return
+            reply = _answer(self.rfile.read(struct.unpack("!H", size)[0]), server.asked)
+            self.wfile.write(struct.pack("!H", len(reply)) + reply)
+
+
+def test_upstream_names_are_looked_up_through_the_configured_resolvers(caddy: CaddyInstance) -> None:
+    backend = Upstream("backend")
+    names = NameServer()
+    port = int(backend.dial.rsplit(":", 1)[1])
+    with serving(backend, names):
+        caddy.apply(desired_state(
+            route("r", "r.example.com", tls=PLAIN, upstreams=[{"dial": f"backend.hecate-test.invalid:{port}"}]),
+            global_config=config(dns={"resolvers": [f"127.0.0.1:{names.port}"]}),
+        ))
+        assert answered_by(caddy.http_port, "r.example.com", 2) == {"backend": 2}
+        assert "backend.hecate-test.invalid" in names.asked

@@ -369,3 +369,10 @@ def test_agent_yaml_declares_provisioning_and_the_outpost(tmp_path: Path) -> Non
     with pytest.raises(SettingsError) as caught:
         load_settings(path, environ={})
     assert "authentik.provisioning" in str(caught.value)
+
+
+def test_dns_resolvers_are_the_ones_caddy_looks_upstream_names_up_with() -> None:
+    out = owned(route(), global_config=config(dns={"resolvers": ["10.0.0.53", "${RESOLVER}"]}),
+                environment={"RESOLVER": "10.0.0.54:5353"})
+    assert proxy(out)["transport"] == {"protocol": "http", "resolver": {"addresses": ["10.0.0.53", "10.0.0.54:5353"]}}
+    assert "transport" not in proxy(owned(route()))
