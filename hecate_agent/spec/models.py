@@ -357,6 +357,12 @@ class StreamSpec(SpecModel):
                 raise PydanticCustomError("hecate", f"preset {self.preset!r} is TCP only; remove protocol: udp")
         elif self.listen.port is None:
             raise PydanticCustomError("hecate", "listen.port is required (or use a preset)")
+        if self.health_check is not None and self.protocol == "udp":
+            raise PydanticCustomError(
+                "hecate",
+                "healthCheck (type tcp) opens TCP connections, which a udp stream's upstreams need not accept; "
+                "remove healthCheck (Nginx's passive maxFails/failTimeout still apply)",
+            )
         for upstream in self.upstreams:
             _check_stream_server(upstream.server, with_port=self.preset is None, preset=self.preset)
         if all(upstream.backup for upstream in self.upstreams):

@@ -83,7 +83,7 @@ def streams(draw: Any, name: str, port: int) -> dict[str, Any]:
     spec["upstreams"] = draw(st.lists(st.builds(
         lambda s, w, f, b: {"server": s, "weight": w, "maxFails": f, "failTimeout": "10s", "backup": b},
         servers, st.integers(1, 100), st.integers(0, 10), st.booleans()), min_size=1, max_size=3))
-    if draw(st.booleans()):
+    if draw(st.booleans()) and spec.get("protocol", "tcp") == "tcp":  # TCP probes: tcp streams only
         spec["healthCheck"] = {"interval": "10s", "timeout": "2s"}
     return {"apiVersion": "hecate.io/v1", "kind": "Stream", "metadata": {"name": name}, "spec": spec}
 

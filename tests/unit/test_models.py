@@ -249,6 +249,8 @@ INVALID: list[tuple[str, dict[str, Any], str, str, bool]] = [
     ("tracing-no-endpoint", config(monitoring={"tracing": {"enabled": True}}), "global.monitoring.tracing",
      "has no endpoint", MODEL_ONLY),
     ("stream-hc-type", stream(healthCheck={"type": "http"}), "spec.healthCheck.type", "'tcp'", BOTH),
+    ("stream-hc-udp", stream(protocol="udp", healthCheck={"type": "tcp"}), "spec",
+     "a udp stream's upstreams need not accept", MODEL_ONLY),
     ("stream-hc-healthy", stream(healthCheck={"healthyThreshold": 0}), "spec.healthCheck.healthyThreshold",
      "at least 1", BOTH),
 ]
