@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hecate_agent.redaction import MASK, SENSITIVE_CHANGE, contains_secret
-from hecate_agent.render.caddy import ID_PREFIX
+from hecate_agent.render.caddy import ID_PREFIX, PLAIN_SUFFIX
 
 PLAN_FORMAT_VERSION = 1
 ACTIONS = ("create", "update", "delete", "unchanged")
@@ -189,7 +189,11 @@ def caddy_resources(config: Mapping[str, Any] | None, server: str) -> tuple[dict
 
 
 def _route_owner(route_id: str, plain: bool) -> str | None:
-    body = route_id[:-5] if plain and route_id.endswith("-http") else route_id
+    body = route_id
+    if plain and route_id.endswith(PLAIN_SUFFIX):
+        body = route_id[: -len(PLAIN_SUFFIX)]
+    elif plain and route_id.endswith("-http"):
+        body = route_id[: -len("-http")]  # written by agents before the `.http` suffix (issue 11)
     for prefix in (f"{ID_PREFIX}route-", f"{ID_PREFIX}redirect-"):
         if body.startswith(prefix):
             return body[len(prefix) :]

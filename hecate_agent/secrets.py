@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from hecate_agent import redaction
 from hecate_agent.errors import HecateError
+from hecate_agent.spec.addresses import AddressError, parse_http_url
 from hecate_agent.spec.types import header_references, template_references
 
 if TYPE_CHECKING:
@@ -270,6 +271,7 @@ class SecretResolver:
 
     def resolve_references(self, references: Iterable[Reference]) -> Resolution:
         """An unset environment variable is left out: the renderer reports it with its field."""
+        references = list(references)
         values: dict[str, str] = {}
         sensitive: set[str] = set()
         secrets: dict[str, Mapping[str, Any]] = {}
@@ -300,5 +302,21 @@ class SecretResolver:
             value = secrets[path][reference.vault_key]
             values[reference.name] = value if isinstance(value, str) else str(value)
             sensitive.add(values[reference.name])
+        sensitive |= _derived_secrets(references, values, sensitive)
         redaction.register(sensitive)
         return Resolution(values, frozenset(sensitive))
+
+
+OUTPOST_FIELD = "global.authentik.outpostUrl"
+
+
+def _derived_secrets(references: Iterable[Reference], values: Mapping[str, str], sensitive: set[str]) -> set[str]:
+    """Parts of secret values that reach the proxy on their own: redaction knows whole values only,
+    and the outpost's dial address is cut out of its (secret) URL."""
+    derived: set[str] = set()
+    for reference in references:
+        value = values.get(reference.name)
+        if reference.where == OUTPOST_FIELD and value is not None and value in sensitive:
+            with contextlib.suppress(AddressError):
+                derived.add(parse_http_url(value)[0])
+    return derived

@@ -13,6 +13,7 @@ from pydantic import BeforeValidator, Field, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
+from hecate_agent.spec.headers import check_header_rules
 from hecate_agent.spec.models import ProbeTimeout, SpecModel
 from hecate_agent.spec.types import (
     Duration,
@@ -207,8 +208,14 @@ class SecuritySettings(SpecModel):
     tls_min_version: TlsVersion = Field(default="1.2", description="Default minimum TLS version.")
     headers: dict[HeaderName, HeaderValue] = Field(
         default_factory=dict,
-        description="Response headers set on every route unless the route overrides them.",
+        description="Response headers set on every route unless the route overrides them (in any spelling: "
+        "header names are case-insensitive).",
     )
+
+    @model_validator(mode="after")
+    def _one_spelling_per_header(self) -> SecuritySettings:
+        check_header_rules(type(self).__name__, self.headers, set_field="headers")
+        return self
 
 
 class AuthentikSettings(SpecModel):
