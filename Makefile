@@ -34,6 +34,7 @@ bench: bootstrap
 	$(PY) bench/incremental_plan.py
 	$(PY) bench/idle.py
 	$(PY) bench/zero_drop.py
+	$(PY) bench/fleet.py
 
 schemas: bootstrap
 	$(VENV)/bin/hecate-agent schema --output schemas

@@ -137,8 +137,8 @@ def render(path: Path, target: str, output: Path | None) -> None:
 
     Caddy: the parts of its JSON config the agent owns, for this node's Caddy
     (its modules decide, e.g., whether rate limiting is possible). `${VAR}`
-    references resolve from this environment; secrets (Vault references, upstream
-    headers, secret-named variables) show as <redacted>, and Vault is not contacted.
+    references resolve from this environment; secrets (Vault references, secret-named
+    variables, variables in credential headers) show as <redacted>, and Vault is not contacted.
     Nginx: one stream file per Stream spec.
     """
     state = _load_or_exit(path)

@@ -200,6 +200,8 @@ class Daemon:
             soak=rollout.soak.seconds,
             wait_timeout=rollout.wait_timeout.seconds,
             stopping=self.stopping,
+            # A halted node does not queue on every sync; it waits on the halt key, and this wakes it.
+            on_resume=lambda: self.trigger("halt-lifted"),
         )
 
     def publish_status(self) -> None:

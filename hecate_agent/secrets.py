@@ -226,6 +226,7 @@ SECRET_WORDS = (
     "KEY",
     "CREDENTIAL",
     "CREDENTIALS",
+    "CREDS",
     "AUTH",
     "PRIVATE",
     "CERT",
@@ -238,19 +239,34 @@ SECRET_WORDS = (
 
 
 def secret_name(name: str) -> bool:
-    return any(word.endswith(SECRET_WORDS) for word in name.upper().split("_"))
+    return any(word.endswith(SECRET_WORDS) for word in name.upper().replace("-", "_").split("_"))
+
+
+UPSTREAM_HEADER = "headers.upstream.set."
+# Upstream headers that carry credentials by their name, beyond SECRET_WORDS (X-Api-Key, X-Auth-Token).
+CREDENTIAL_HEADERS = frozenset({"AUTHORIZATION", "PROXY-AUTHORIZATION", "X-API-KEY", "X-AMZ-SECURITY-TOKEN"})
+
+
+def secret_header(header: str) -> bool:
+    return header.upper() in CREDENTIAL_HEADERS or secret_name(header)
 
 
 def is_sensitive(reference: Reference) -> bool:
-    """Vault values, anything sent to a backend in a header and the DNS API token are secrets; so are environment
-    variables named like one. The rest (an outpost URL, DNS resolvers, an ACME e-mail address held
-    in plain variables) stays visible, so plans remain readable and `render` output loads."""
-    return (
-        reference.is_vault
-        or "headers.upstream" in reference.where
-        or reference.where == "global.dns.apiToken"
-        or secret_name(reference.name)
-    )
+    """What is secret, and only that (redacting identifiers hid a node's name in the fleet table):
+
+    - every Vault value;
+    - an environment variable named like a secret (DB_PASSWORD, GITHUB_TOKEN);
+    - the DNS provider's API token (`global.dns.apiToken`), whatever its variable is called;
+    - an environment variable sent to a backend in a credential header (`Authorization`,
+      `X-Api-Key`, any header named like a secret).
+
+    A plain variable in any other header (`X-Node: ${NODE_NAME}`), an outpost URL, DNS resolvers or
+    an ACME e-mail address stays visible, so plans remain readable and `render` output loads. A
+    literal header value is never a secret: it is committed to Git for everyone to read."""
+    if reference.is_vault or secret_name(reference.name) or reference.where == "global.dns.apiToken":
+        return True
+    header = reference.where.rpartition(UPSTREAM_HEADER)[2] if UPSTREAM_HEADER in reference.where else ""
+    return bool(header) and secret_header(header)
 
 
 @dataclass(frozen=True)
