@@ -23,18 +23,31 @@ from pathlib import Path
 from typing import Any
 
 from hecate_agent import redaction
+from hecate_agent.enforcement import Verdict, node_verdict, tracing_verdict
 from hecate_agent.errors import HecateError
 from hecate_agent.plan import Plan, caddy_resources, make_plan, nginx_resources
 from hecate_agent.proxies import sockets
 from hecate_agent.proxies.caddy import CaddyAdmin, CaddyConflictError, CaddyError, LiveConfig
 from hecate_agent.proxies.nginx import NginxError, NginxSettings, NginxStreams
+from hecate_agent.proxies.process_env import admin_process_environment
 from hecate_agent.render.bundle import Rendered, fingerprint, render_all
-from hecate_agent.render.caddy import ID_PREFIX, CaddyCapabilities, CaddySettings, RenderCache, merge, parse_listen
+from hecate_agent.render.caddy import (
+    ID_PREFIX,
+    TRACING_MODULE,
+    CaddyCapabilities,
+    CaddySettings,
+    RenderCache,
+    RenderError,
+    merge,
+    parse_listen,
+)
 from hecate_agent.render.nginx import Listener
 from hecate_agent.secrets import SecretResolver, VaultClient
 from hecate_agent.settings import AgentSettings
 from hecate_agent.spec.loader import DesiredState
 from hecate_agent.state import Snapshot, StateStore, utc_now
+from hecate_agent.status import read_status
+from hecate_agent.stream_health import down_from_status, health_notes
 
 EXIT_FAILED = 1
 EXIT_ROLLBACK_FAILED = 3
@@ -73,6 +86,9 @@ class Node:
     resolver: SecretResolver
     nginx_include_checked: bool = False  # `nginx -T` once per process, not per apply
     render_cache: RenderCache = field(default_factory=RenderCache)
+    # Stream servers the agent's active health check marks down (stream_health.py): set by the daemon's
+    # probes; one-shot commands start from what the daemon last published, so their plans agree with it.
+    stream_down: dict[str, frozenset[str]] = field(default_factory=dict)
 
     @classmethod
     def from_settings(
@@ -104,11 +120,14 @@ class Node:
                 capabilities = detect_capabilities(settings.caddy.binary)
             except CaddyError:
                 capabilities = CaddyCapabilities()
+        store = StateStore(settings.state_dir, keep=settings.sync.history_limit)
+        published = read_status(store) or {}
         return cls(
             settings=settings,
             caddy=CaddyAdmin(settings.caddy.admin_url),
             nginx=nginx,
-            store=StateStore(settings.state_dir, keep=settings.sync.history_limit),
+            store=store,
+            stream_down=down_from_status(published.get("components") or {}),
             capabilities=capabilities,
             resolver=SecretResolver(
                 dict(os.environ if environment is None else environment),
@@ -119,7 +138,13 @@ class Node:
     @property
     def caddy_settings(self) -> CaddySettings:
         c = self.settings.caddy
-        return CaddySettings(server=c.server, http_listen=tuple(c.http_listen), https_listen=tuple(c.https_listen))
+        authentik = self.settings.authentik
+        return CaddySettings(
+            server=c.server,
+            http_listen=tuple(c.http_listen),
+            https_listen=tuple(c.https_listen),
+            outpost_url=authentik.outpost_url if authentik is not None else None,
+        )
 
     def close(self) -> None:
         self.caddy.close()
@@ -146,9 +171,11 @@ def owned_part(config: Mapping[str, Any], settings: CaddySettings) -> dict[str, 
     http = apps.get("http") or {}
     servers = http.get("servers") or {}
     owned_http: dict[str, Any] = {
-        "servers": {n: servers[n] for n in (settings.server, f"{settings.server}_http") if n in servers}
+        "servers": {
+            n: servers[n] for n in (settings.server, f"{settings.server}_http", settings.metrics_server) if n in servers
+        }
     }
-    for key in ("http_port", "https_port"):
+    for key in ("http_port", "https_port", "metrics"):
         if key in http:
             owned_http[key] = http[key]
     policies = ((apps.get("tls") or {}).get("automation") or {}).get("policies") or []
@@ -206,18 +233,36 @@ def prepare(node: Node, state: DesiredState, revision: str) -> Prepared:
         return _prepare(node, state, revision)
 
 
+def node_checks(node: Node, state: DesiredState) -> Verdict:
+    """Fail closed on what the proxies cannot enforce (enforcement.py); notes for the plan."""
+    verdict = node_verdict(state, node.settings.authentik, node.settings.dns)
+    if state.config.monitoring.tracing.enabled and node.capabilities.has(TRACING_MODULE):
+        environment, source = admin_process_environment(node.settings.caddy.admin_url)
+        tracing = tracing_verdict(state, environment, source)
+        verdict = Verdict(verdict.errors + tracing.errors, verdict.notes + tracing.notes)
+    return verdict
+
+
 def _prepare(node: Node, state: DesiredState, revision: str) -> Prepared:
+    verdict = node_checks(node, state)
     resolution = node.resolver.resolve(state)  # SecretError before anything is rendered or touched
-    rendered = render_all(
-        state,
-        revision,
-        caddy=node.caddy_settings,
-        capabilities=node.capabilities,
-        environment=resolution.values,
-        nginx_enabled=node.nginx is not None,
-        cache=node.render_cache,
-    )
-    return _prepare_rendered(node, rendered, resolution.sensitive)
+    try:
+        rendered = render_all(
+            state,
+            revision,
+            caddy=node.caddy_settings,
+            capabilities=node.capabilities,
+            environment=resolution.values,
+            nginx_enabled=node.nginx is not None,
+            cache=node.render_cache,
+            stream_down=node.stream_down,
+        )
+    except RenderError as exc:
+        raise RenderError(verdict.errors + exc.problems) from None
+    if verdict.errors:
+        raise RenderError(verdict.errors)
+    notes = tuple(verdict.notes) + tuple(health_notes(node.stream_down))
+    return _prepare_rendered(node, rendered, resolution.sensitive, notes)
 
 
 def prepare_rendered(node: Node, rendered: Rendered, secrets: frozenset[str] = frozenset()) -> Prepared:
@@ -226,7 +271,7 @@ def prepare_rendered(node: Node, rendered: Rendered, secrets: frozenset[str] = f
         return _prepare_rendered(node, rendered, secrets)
 
 
-def _prepare_rendered(node: Node, rendered: Rendered, secrets: frozenset[str]) -> Prepared:
+def _prepare_rendered(node: Node, rendered: Rendered, secrets: frozenset[str], notes: tuple[str, ...] = ()) -> Prepared:
     live = read_live(node)
     last = node.store.last_applied()
     if last is not None:
@@ -250,6 +295,7 @@ def _prepare_rendered(node: Node, rendered: Rendered, secrets: frozenset[str]) -
         live_fingerprint=live.fingerprint,
         unmanaged=unmanaged,
         secrets=secrets,
+        notes=notes,
     )
     merged = merge(live.caddy.config, rendered.caddy_owned, node.caddy_settings)
     return Prepared(rendered, live, merged, plan, last, secrets)

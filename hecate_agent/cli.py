@@ -136,7 +136,7 @@ def validate(paths: tuple[Path, ...], output_format: str, max_file_size: int, ro
         sys.stdout.write(render(problems, verdict.counts, str(folder), root=_repository_root(folder)))
     else:
         sys.stdout.write(render(problems, verdict.counts, str(folder)))
-    sys.exit(EXIT_INVALID if problems else EXIT_OK)
+    sys.exit(EXIT_INVALID if any(p.is_error for p in problems) else EXIT_OK)
 
 
 def _repository_root(path: Path) -> Path:

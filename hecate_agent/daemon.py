@@ -71,6 +71,7 @@ from hecate_agent.spec.models import PRESET_PORTS
 from hecate_agent.spec.types import Duration
 from hecate_agent.state import Snapshot, utc_now
 from hecate_agent.status import read_status, update_status
+from hecate_agent.stream_health import ProbeState, down_servers, observe
 
 BACKOFF_BASE = 2.0
 BACKOFF_CAP = 300.0
@@ -565,7 +566,9 @@ class Daemon:
                 wait = self._reload_pacing(prepared)
                 if wait > 0:
                     self.log.info("pacing nginx reloads", revision=revision, retry_in=round(wait, 2))
-                    threading.Timer(wait, self.trigger, args=("paced",)).start()
+                    # A health mark keeps its trigger: a plain "paced" retry of the same revision is a no-op.
+                    again = "paced,stream-health" if "stream-health" in trigger else "paced"
+                    threading.Timer(wait, self.trigger, args=(again,)).start()
                     return "paced"
                 result = apply_prepared(self.node, prepared, source=trigger)
                 if prepared.live.nginx_files != prepared.rendered.nginx_files:
@@ -746,24 +749,46 @@ class Daemon:
             for upstream in spec["spec"]["upstreams"]:
                 targets = [f"{upstream['server']}:{p}" for p in ports] if ports else [upstream["server"]]
                 for target in targets:
-                    entry = dict(previous.get(target, {"up": True, "failures": 0, "checked": 0.0}))
+                    # A restart keeps the marks it found in status.json until the probes say otherwise.
+                    first = {"up": target not in self.node.stream_down.get(name, ()), "failures": 0, "successes": 0}
+                    entry = dict(previous.get(target, {**first, "checked": 0.0}))
                     if now - entry["checked"] < interval:
                         health.setdefault(name, {})[target] = entry
                         continue
                     host, _, port = target.rpartition(":")
                     try:
                         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
-                        entry.update(up=True, failures=0)
+                        ok = True
                     except OSError:
-                        entry["failures"] += 1
-                        entry["up"] = entry["failures"] < check.get("unhealthyThreshold", 3)
+                        ok = False
+                    # Thresholds and hysteresis are stream_health.observe (pure); this loop only probes.
+                    probed = observe(
+                        ProbeState(entry["up"], entry["failures"], entry.get("successes", 0)),
+                        ok,
+                        unhealthy_threshold=check.get("unhealthyThreshold", 3),
+                        healthy_threshold=check.get("healthyThreshold", 2),
+                    )
+                    entry.update(up=probed.up, failures=probed.failures, successes=probed.successes)
                     entry["checked"] = now
                     health.setdefault(name, {})[target] = entry
         self.state.stream_health = health
+        # Issue 14 hook (port it as is): servers the probes find unhealthy are marked `down` in the stream
+        # files (stream_health.down_servers never marks a whole block). A change of the set re-renders through
+        # the normal reconcile, whose Nginx reload is paced like every reload; status shows it as health.
+        down = {
+            n: down_servers(specs[n]["spec"], {t: ProbeState(e["up"]) for t, e in h.items()}) for n, h in health.items()
+        }
+        down = {n: marked for n, marked in down.items() if marked}
         # Streams and upstreams no longer probed (removed, or their check removed) lose their series.
         self.metrics.set_stream_upstreams({(n, t): e["up"] for n, h in health.items() for t, e in h.items()})
-        streams = {n: {t: {"up": e["up"], "failures": e["failures"]} for t, e in h.items()} for n, h in health.items()}
+        streams = {
+            n: {t: {"up": e["up"], "failures": e["failures"], "markedDown": t in down.get(n, ())} for t, e in h.items()}
+            for n, h in health.items()
+        }
         update_status(self.node.store, self.settings.node.name, components={"streams": streams})
+        if down != self.node.stream_down:
+            self.node.stream_down = down
+            self.trigger("stream-health")
 
     def _heartbeat(self) -> None:
         vault = self.node.resolver.vault

@@ -37,7 +37,9 @@ class SpecProblem:
     """One problem found in a spec repository.
 
     Ordered by file, then line and column, so a sorted list reads top to bottom.
-    `line` and `column` are 1-based; 0 means "the whole file".
+    `line` and `column` are 1-based; 0 means "the whole file". `severity` is "error"
+    (the specs are refused) or "warning" (a deprecated spelling, or something a node
+    must be configured for; `validate` still passes).
     """
 
     file: str
@@ -47,6 +49,11 @@ class SpecProblem:
     kind: str = ""
     name: str = ""
     field: str = ""
+    severity: str = "error"
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == "error"
 
     def subject(self) -> str:
         """`Kind/name` when known, else the kind alone, else empty."""
@@ -63,6 +70,7 @@ class SpecProblem:
             "name": self.name,
             "field": self.field,
             "message": self.message,
+            "severity": self.severity,
         }
 
 

@@ -154,7 +154,7 @@ def caddy_resources(config: Mapping[str, Any] | None, server: str) -> tuple[dict
     apps = dict((config or {}).get("apps") or {})
     servers = dict((apps.get("http") or {}).get("servers") or {})
     for name in sorted(servers):
-        if name not in (server, f"{server}_http"):
+        if name not in (server, f"{server}_http", f"{server}_metrics"):
             unmanaged.append(f"Caddy server {name!r}")
             continue
         plain = name != server

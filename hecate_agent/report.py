@@ -28,7 +28,7 @@ def problem_line(problem: SpecProblem) -> str:
         parts.append(problem.subject())
     if problem.field:
         parts.append(problem.field)
-    parts.append(problem.message)
+    parts.append(problem.message if problem.is_error else f"warning: {problem.message}")
     return printable(": ".join(parts))  # a crafted key or name cannot break the line or drive the terminal
 
 
@@ -41,11 +41,14 @@ def counts_line(counts: Mapping[str, int]) -> str:
 
 def render_text(problems: Sequence[SpecProblem], counts: Mapping[str, int], source: str) -> str:
     lines = [problem_line(p) for p in problems]
-    if problems:
-        files = len({p.file for p in problems})
-        lines.append(f"{printable(source)}: {len(problems)} problem(s) in {files} file(s); nothing was changed")
+    errors = [p for p in problems if p.is_error]
+    warned = len(problems) - len(errors)
+    also = f"; {warned} warning(s)" if warned else ""
+    if errors:
+        files = len({p.file for p in errors})
+        lines.append(f"{printable(source)}: {len(errors)} problem(s) in {files} file(s){also}; nothing was changed")
     else:
-        lines.append(f"{printable(source)}: valid ({counts_line(counts)})")
+        lines.append(f"{printable(source)}: valid ({counts_line(counts)}){also}")
     return "\n".join(lines) + "\n"
 
 
@@ -88,8 +91,10 @@ def render_github(
         title = p.subject() or "hecate-agent"
         props.append(f"title={_github_escape(title, property_value=True)}")
         message = f"{p.field}: {p.message}" if p.field else p.message
-        out.append(f"::error {','.join(props)}::{_github_escape(message)}")
-    out.append(render_text([], counts, source).strip() if not problems else f"{source}: {len(problems)} problem(s)")
+        command = "error" if p.is_error else "warning"
+        out.append(f"::{command} {','.join(props)}::{_github_escape(message)}")
+    errors = sum(1 for p in problems if p.is_error)
+    out.append(render_text([], counts, source).strip() if not errors else f"{source}: {errors} problem(s)")
     return "\n".join(out) + "\n"
 
 
@@ -121,7 +126,7 @@ def render_sarif(
         results.append(
             {
                 "ruleId": "hecate/spec",
-                "level": "error",
+                "level": "error" if p.is_error else "warning",
                 "message": {"text": message},
                 "locations": [{"physicalLocation": location}],
             }
@@ -162,7 +167,7 @@ def _directory_uri(root: Path) -> str:
 def select_problems(
     problems: Iterable[SpecProblem], cross_problems: Iterable[SpecProblem], files: Iterable[Path]
 ) -> tuple[list[SpecProblem], int]:
-    """The problems a change to `files` answers for, and how many others were left out.
+    """The problems a change to `files` answers for, and how many other errors were left out.
 
     Those in the files themselves, and every problem between files wherever it is
     reported: renaming an AuthPolicy breaks the routes that use it, which are not
@@ -174,7 +179,7 @@ def select_problems(
     for problem in problems:
         if problem in between or os.path.abspath(problem.file) in chosen:
             kept.append(problem)
-        else:
+        elif problem.is_error:  # warnings elsewhere are left out without being counted
             hidden += 1
     return kept, hidden
 

@@ -256,13 +256,14 @@ def is_sensitive(reference: Reference) -> bool:
 
     - every Vault value;
     - an environment variable named like a secret (DB_PASSWORD, GITHUB_TOKEN);
+    - the DNS provider's API token (`global.dns.apiToken`), whatever its variable is called;
     - an environment variable sent to a backend in a credential header (`Authorization`,
       `X-Api-Key`, any header named like a secret).
 
     A plain variable in any other header (`X-Node: ${NODE_NAME}`), an outpost URL, DNS resolvers or
     an ACME e-mail address stays visible, so plans remain readable and `render` output loads. A
     literal header value is never a secret: it is committed to Git for everyone to read."""
-    if reference.is_vault or secret_name(reference.name):
+    if reference.is_vault or secret_name(reference.name) or reference.where == "global.dns.apiToken":
         return True
     header = reference.where.rpartition(UPSTREAM_HEADER)[2] if UPSTREAM_HEADER in reference.where else ""
     return bool(header) and secret_header(header)

@@ -146,6 +146,29 @@ class RolloutSettings(_Settings):
     )
 
 
+class AuthentikNodeSettings(_Settings):
+    provisioning: Literal["agent", "external", "none"] = Field(
+        default="none",
+        description="Who configures Authentik to enforce what the proxy cannot (MFA, flow, session length, sign-in "
+        "methods, attributes not sent as headers): external = you do, by hand, and declare it here; none = nobody, "
+        "so plans using those fields stop; agent = the agent (not available in this version yet).",
+    )
+    outpost_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s{}$]+$",
+        description="The Authentik outpost for forward auth on this node, used when config.yaml sets no "
+        "global.authentik.outpostUrl.",
+    )
+
+
+class DnsNodeSettings(_Settings):
+    provisioning: Literal["external", "none"] = Field(
+        default="none",
+        description="external: you keep the DNS records of the routes yourself, so plans with global.dns.provider "
+        "pass; none: such plans stop (the agent does not manage records yet).",
+    )
+
+
 class AgentSettings(_Settings):
     node: NodeSettings = Field(default_factory=NodeSettings)
     source: SourceSettings = Field(default_factory=SourceSettings)
@@ -157,6 +180,8 @@ class AgentSettings(_Settings):
     consul: ConsulSettings | None = None
     vault: VaultSettings | None = None
     rollout: RolloutSettings | None = None
+    authentik: AuthentikNodeSettings | None = None
+    dns: DnsNodeSettings | None = None
 
     @model_validator(mode="after")
     def _rollout_needs_consul(self) -> AgentSettings:

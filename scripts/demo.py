@@ -144,6 +144,10 @@ stream {{
         "stateDir": str(WORK / "state"),
         "source": {"git": {"url": str(WORK / "git" / "config.git"), "branch": "main", "interval": "5s"}},
         "http": {"listen": f"127.0.0.1:{AGENT_HTTP}", "webhookSecretFile": str(WORK / "webhook.secret")},
+        # The sample policies ask for MFA, flows and session lengths that only Authentik can enforce. The demo's
+        # stand-in outpost plays Authentik, so it declares them enforced outside the agent (until the agent can
+        # provision a test Authentik itself); without this line plan and apply would stop, as they should.
+        "authentik": {"provisioning": "external"},
     }
     (WORK / "webhook.secret").write_bytes(WEBHOOK_SECRET + b"\n")
     (WORK / "agent.yaml").write_text(json.dumps(settings, indent=2))
@@ -340,7 +344,9 @@ def main() -> None:
             print("\n$ hecate-agent plan   (against the live proxies)", flush=True)
             again = subprocess.run([*CLI, "plan", str(WORK / "git" / "work")], env=env, check=False,
                                    capture_output=True, text=True)
-            print("  " + again.stdout.strip().splitlines()[-1])
+            # the summary line (notes, e.g. what Authentik enforces outside the agent, follow it)
+            print("  " + next((line for line in again.stdout.splitlines() if line.startswith(("No changes", "Plan:"))),
+                              again.stdout.strip().splitlines()[-1]))
             ok &= again.returncode == 0
             current = agent_status()
             print(f"\nStatus: phase {current.get('phase')}, applied {str(current.get('appliedRevision'))[:12]}; "

@@ -20,7 +20,7 @@ def route(name: str = "app", domain: str = "app.example.com", **spec: Any) -> di
 
 
 def auth_policy(name: str = "staff", **spec: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"provider": "authentik", "flow": "default-authentication-flow"}
+    body: dict[str, Any] = {"provider": "authentik"}
     body.update(spec)
     return {"apiVersion": "hecate.io/v1", "kind": "AuthPolicy", "metadata": {"name": name}, "spec": body}
 

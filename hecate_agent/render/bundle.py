@@ -71,6 +71,7 @@ def render_all(
     environment: Mapping[str, str],
     nginx_enabled: bool = True,
     cache: RenderCache | None = None,
+    stream_down: Mapping[str, frozenset[str]] | None = None,
 ) -> Rendered:
     """Render both proxies; raises RenderError with every problem (missing modules, port clashes, ...)."""
     problems: list[str] = []
@@ -84,10 +85,13 @@ def render_all(
         problems.append(
             f"{len(state.streams)} Stream spec(s) but Nginx is disabled on this node (nginx.enabled: false)"
         )
-    problems.extend(port_clashes(listeners, caddy))
+    prometheus = state.config.monitoring.prometheus
+    metrics_port = prometheus.port if prometheus.enabled else None
+    problems.extend(port_clashes(listeners, caddy, metrics_port))
+    problems.extend(metrics_port_clashes(metrics_port, caddy))
     if problems:
         raise RenderError(problems)
-    return Rendered(revision, owned, render_nginx(state), listeners, spec_documents(state, cache))
+    return Rendered(revision, owned, render_nginx(state, stream_down), listeners, spec_documents(state, cache))
 
 
 def _caddy_sockets(settings: CaddySettings) -> list[tuple[str, str, int]]:
@@ -107,13 +111,26 @@ def _overlap(a: str, b: str) -> bool:
     return a == b or a in wildcards or b in wildcards
 
 
-def port_clashes(listeners: tuple[Listener, ...], caddy: CaddySettings) -> list[str]:
+def metrics_port_clashes(metrics_port: int | None, caddy: CaddySettings) -> list[str]:
+    """The Prometheus listener (on every address) against Caddy's HTTP and HTTPS listeners."""
+    if metrics_port is None:
+        return []
+    return [
+        f"global.monitoring.prometheus.port {metrics_port} collides with Caddy's listener {host}:{port} "
+        "(agent.yaml caddy.httpListen / caddy.httpsListen); pick another port"
+        for protocol, host, port in _caddy_sockets(caddy)
+        if protocol == "tcp" and port == metrics_port
+    ]
+
+
+def port_clashes(listeners: tuple[Listener, ...], caddy: CaddySettings, metrics_port: int | None = None) -> list[str]:
     """Stream listeners that would share a socket with Caddy's (both proxies may use SO_REUSEPORT)."""
     problems = []
+    metrics = [("tcp", "0.0.0.0", metrics_port, " (the Prometheus metrics listener)")] if metrics_port else []
     for listener in listeners:
-        for protocol, host, port in _caddy_sockets(caddy):
+        for protocol, host, port, what in [(*s, "") for s in _caddy_sockets(caddy)] + metrics:
             if listener.protocol == protocol and listener.port == port and _overlap(listener.address, host):
-                why = " (HTTP/3 on Caddy's HTTPS port)" if protocol == "udp" else ""
+                why = what or (" (HTTP/3 on Caddy's HTTPS port)" if protocol == "udp" else "")
                 problems.append(
                     f"Stream/{listener.stream}: {listener.protocol} {format_address(listener.address)}:{port} "
                     f"collides with Caddy's listener {host}:{port}{why}; pick another port"

@@ -31,10 +31,11 @@ from hecate_agent.render.caddy_auth import forward_auth_routes
 from hecate_agent.render.caddy_guard import brace_problems, duplicate_id_problems, inspect
 from hecate_agent.spec.addresses import AddressError, parse_http_url
 from hecate_agent.spec.checks import effective_health_check
+from hecate_agent.spec.config import STORAGE_MODULES, GlobalConfig
 from hecate_agent.spec.headers import REQUEST_ID_HEADER
 from hecate_agent.spec.loader import DesiredState, Located
 from hecate_agent.spec.middleware import Compression, RateLimit, RequestId
-from hecate_agent.spec.models import AuthPolicyDocument, GlobalConfig, RouteDocument
+from hecate_agent.spec.models import AuthPolicyDocument, RouteDocument
 from hecate_agent.spec.types import (
     REFERENCE_BODY,
     Duration,
@@ -45,6 +46,13 @@ from hecate_agent.spec.types import (
 ID_PREFIX = "hecate-"
 PLAIN_SUFFIX = ".http"  # the copy of an object on the plain-HTTP server
 RATE_LIMIT_MODULE = "http.handlers.rate_limit"
+TRACING_MODULE = "http.handlers.tracing"
+# Where each certificate storage plugin comes from (shared/research/dns-certs-caddy-modules.md §5).
+STORAGE_PLUGINS = {
+    "vault": "github.com/gerolf-vent/caddy-vault-storage",
+    "consul": "github.com/pteich/caddy-tlsconsul",
+    "redis": "github.com/pberkel/caddy-storage-redis",
+}
 WEIGHTED_POLICY_MODULE = "http.reverse_proxy.selection_policies.weighted_round_robin"
 MAX_EXPANDED_UPSTREAMS = 1000
 # A value substituted into Caddy's JSON must not smuggle placeholders or header breaks.
@@ -84,6 +92,11 @@ class CaddySettings:
     server: str = "hecate"
     http_listen: tuple[str, ...] = (":80",)
     https_listen: tuple[str, ...] = (":443",)
+    outpost_url: str | None = None  # agent.yaml authentik.outpostUrl, used when config.yaml sets none
+
+    @property
+    def metrics_server(self) -> str:
+        return f"{self.server}_metrics"
 
 
 @dataclass(frozen=True)
@@ -220,7 +233,12 @@ class _Renderer:
                 for p in sorted(self.policies.values(), key=lambda p: p.name)
             ],
             [self.capabilities.version, sorted(self.capabilities.modules)],
-            [self.settings.server, list(self.settings.http_listen), list(self.settings.https_listen)],
+            [
+                self.settings.server,
+                list(self.settings.http_listen),
+                list(self.settings.https_listen),
+                self.settings.outpost_url,
+            ],
             sorted(self.environment.items()),
         ]
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
@@ -320,7 +338,10 @@ class _Renderer:
             if self.config.monitoring.access_logs:
                 plain["logs"] = {}
             servers[f"{server_name}_http"] = plain
+        self.monitoring(servers)
         http_app: dict[str, Any] = {"servers": servers}
+        if self.config.monitoring.request_metrics and self.capabilities.at_least(2, 9):
+            http_app["metrics"] = {"per_host": True}
         http_port = _port_of(self.settings.http_listen[0]) if self.settings.http_listen else None
         if http_port not in (None, 80):
             http_app["http_port"] = http_port
@@ -333,6 +354,7 @@ class _Renderer:
                 "pki": {"certificate_authorities": {"local": {"install_trust": False}}},
             }
         }
+        self.storage_problem()
         # The routes were checked as they were rendered; the rest (servers, catch-alls, TLS) now.
         rest = inspect(
             {
@@ -351,6 +373,47 @@ class _Renderer:
         if self.problems:
             raise RenderError(list(dict.fromkeys(self.problems)))
         return owned
+
+    # --- monitoring -------------------------------------------------------------------
+
+    def monitoring(self, servers: dict[str, Any]) -> None:
+        """Request metrics (per server before Caddy 2.9, per host in the http app from 2.9), the
+        Prometheus listener, and the tracing module check."""
+        monitoring = self.config.monitoring
+        if monitoring.request_metrics and not self.capabilities.at_least(2, 9):
+            for body in servers.values():
+                body["metrics"] = {}
+        if monitoring.prometheus.enabled:
+            servers[self.settings.metrics_server] = {
+                "@id": caddy_id("server", "metrics"),
+                "listen": [f":{monitoring.prometheus.port}"],
+                "automatic_https": {"disable": True},
+                "routes": [
+                    {
+                        "@id": caddy_id("metrics"),
+                        "match": [{"path": ["/metrics"]}],
+                        "handle": [{"handler": "metrics"}],
+                        "terminal": True,
+                    },
+                    {**_catch_all(), "@id": caddy_id("not-found", "metrics")},
+                ],
+            }
+        if monitoring.tracing.enabled and not self.capabilities.has(TRACING_MODULE):
+            self.problems.append(
+                f"global.monitoring.tracing: tracing needs the Caddy module {TRACING_MODULE}, which this Caddy "
+                f"({self.capabilities.version}) does not have (Debian's build disables it). Install an upstream "
+                "Caddy build (caddyserver.com/download, or xcaddy build) or set monitoring.tracing.enabled: false"
+            )
+
+    def storage_problem(self) -> None:
+        storage = self.config.certificates.storage
+        module = f"caddy.storage.{STORAGE_MODULES[storage]}"
+        if storage != "file" and not self.capabilities.has(module):
+            self.problems.append(
+                f"global.certificates.storage: {storage} needs the Caddy module {module}, which this Caddy "
+                f"({self.capabilities.version}) does not have; build Caddy with it (xcaddy build --with "
+                f"{STORAGE_PLUGINS[storage]}) or use storage: file"
+            )
 
     # --- TLS ------------------------------------------------------------------------
 
@@ -379,6 +442,9 @@ class _Renderer:
             return []
         certificates = self.config.certificates
         policy: dict[str, Any] = {"@id": caddy_id("certificates"), "subjects": subjects}
+        if certificates.storage != "file":
+            # The plugin reads its connection settings (address, token) from Caddy's environment.
+            policy["storage"] = {"module": STORAGE_MODULES[certificates.storage]}
         if certificates.provider == "internal":
             policy["issuers"] = [{"module": "internal"}]
         else:
@@ -413,6 +479,9 @@ class _Renderer:
         handlers: list[dict[str, Any]] = []
         inner_routes: list[dict[str, Any]] = []
         request_id = any(isinstance(m, RequestId) for m in spec.middleware)
+        if self.config.monitoring.tracing.enabled:
+            # A route of its own first: Caddy chains routes, so the span covers forward auth too.
+            inner_routes.append({"handle": [{"handler": "tracing", "span": located.name}]})
         for item in spec.middleware:
             if isinstance(item, RateLimit):
                 handlers.append(self.rate_limit(located, item))
@@ -507,10 +576,21 @@ class _Renderer:
         if len({d for d, _ in kept}) > 1:
             load_balancing.update({"try_duration": "5s", "try_interval": "250ms"})
         handler["load_balancing"] = load_balancing
-        if spec.health_check is not None:
-            interval, timeout, threshold = effective_health_check(spec.health_check, self.config)
+        resolvers = self.resolvers()
+        if resolvers:
+            # Upstream host names are looked up through these (Caddy's HTTP transport `resolver`).
+            handler["transport"] = {"protocol": "http", "resolver": {"addresses": resolvers}}
+        defaults = self.config.health_checks.effective
+        if spec.health_check is not None or defaults.path is not None:
+            path: str | None
+            if spec.health_check is not None:
+                path = spec.health_check.path
+                interval, timeout, threshold = effective_health_check(spec.health_check, self.config)
+            else:  # global.healthChecks.default is the check of every route without its own
+                path = defaults.path
+                interval, timeout, threshold = defaults.interval, defaults.timeout, defaults.unhealthy_threshold
             active: dict[str, Any] = {
-                "uri": spec.health_check.path,
+                "uri": path,
                 "interval": _duration(interval),
                 "timeout": _duration(timeout),
                 "expect_status": 2,
@@ -539,6 +619,12 @@ class _Renderer:
             handler["headers"] = {"request": request_headers}
         return handler
 
+    def resolvers(self) -> list[str]:
+        return [
+            self.resolve(value, f"global.dns.resolvers[{index}]")
+            for index, value in enumerate(self.config.dns.resolvers)
+        ]
+
     # --- auth -----------------------------------------------------------------------
 
     def outpost(self) -> tuple[str, bool]:
@@ -548,18 +634,26 @@ class _Renderer:
         return self._outpost
 
     def _resolve_outpost(self) -> tuple[str, bool]:
-        assert self.config.authentik is not None  # cross-file checks guarantee it
+        if self.config.authentik is not None:
+            template, where = self.config.authentik.outpost_url, "global.authentik.outpostUrl"
+        elif self.settings.outpost_url is not None:
+            template, where = self.settings.outpost_url, "agent.yaml authentik.outpostUrl"
+        else:
+            self.problems.append(
+                "routes use an AuthPolicy, but neither config.yaml (global.authentik.outpostUrl) nor this node's "
+                "agent.yaml (authentik.outpostUrl) sets the Authentik outpost URL; set one of them"
+            )
+            return "invalid:0", False
         before = len(self.problems)
-        url = self.resolve(self.config.authentik.outpost_url, "global.authentik.outpostUrl")
+        url = self.resolve(template, where)
         if len(self.problems) > before:
             return "invalid:0", False
         try:
             return parse_http_url(url)
         except AddressError as exc:
             # The value may be a secret: name the reference and what is wrong, never any part of the value.
-            source = self.config.authentik.outpost_url
-            holder = f"{source} does not hold" if source.startswith("${") else "it is not"
-            self.problems.append(f"global.authentik.outpostUrl: {holder} a usable URL: {exc}")
+            holder = f"{template} does not hold" if template.startswith("${") else "it is not"
+            self.problems.append(f"{where}: {holder} a usable URL: {exc}")
             return "invalid:0", False
 
     def forward_auth(
@@ -622,10 +716,10 @@ def merge(live: Mapping[str, Any] | None, owned: Mapping[str, Any], settings: Ca
 
     http = apps["http"] = dict(apps.get("http") or {})
     servers = http["servers"] = dict(http.get("servers") or {})
-    for name in (settings.server, f"{settings.server}_http"):
+    for name in (settings.server, f"{settings.server}_http", settings.metrics_server):
         servers.pop(name, None)
     servers.update(owned_apps["http"]["servers"])
-    for key in ("http_port", "https_port"):
+    for key in ("http_port", "https_port", "metrics"):
         if key in owned_apps["http"]:
             http[key] = owned_apps["http"][key]
 

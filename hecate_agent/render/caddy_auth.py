@@ -54,9 +54,11 @@ def forward_auth_routes(
             "terminal": True,
         }
     ]
-    if spec.allowed_methods:
+    if spec.allowed_http_methods:
         routes.append(
-            _deny(piece_id("methods"), {"not": [{"method": list(spec.allowed_methods)}]}, 405, "method not allowed")
+            _deny(
+                piece_id("methods"), {"not": [{"method": list(spec.allowed_http_methods)}]}, 405, "method not allowed"
+            )
         )
     routes.append(
         {
@@ -78,7 +80,8 @@ def forward_auth_routes(
             ],
         }
     )
-    for attribute in spec.metadata.required:
+    # Attributes Authentik does not send as headers are Authentik's to check (spec/requirements.py).
+    for attribute in (a for a in spec.metadata.required if a in AUTHENTIK_HEADERS):
         header = AUTHENTIK_HEADERS[attribute]
         routes.append(
             _deny(

@@ -11,6 +11,7 @@ re-checks it anyway, because this is the last line before Nginx.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from hecate_agent.spec.loader import DesiredState, Located
@@ -70,7 +71,7 @@ def all_listeners(state: DesiredState) -> list[Listener]:
     return [listener for stream in state.streams for listener in listeners_of(stream)]
 
 
-def _server_line(upstream: StreamUpstream, port: int | None) -> str:
+def _server_line(upstream: StreamUpstream, port: int | None, down: frozenset[str]) -> str:
     address = upstream.server if port is None else f"{upstream.server}:{port}"
     parts = [
         f"server {_token(address)}",
@@ -80,10 +81,12 @@ def _server_line(upstream: StreamUpstream, port: int | None) -> str:
     ]
     if upstream.backup:
         parts.append("backup")
+    if address in down:
+        parts.append("down")  # the agent's active health check (stream_health.py); kept listed for `hash`
     return " ".join(parts) + ";"
 
 
-def render_stream(stream: Located[StreamDocument]) -> str:
+def render_stream(stream: Located[StreamDocument], down: frozenset[str] = frozenset()) -> str:
     """One stream's file. It does not name the revision on purpose: a revision in the text would
     change every file on every commit and force an Nginx reload each time, and every reload leaves
     old workers behind for as long as their long-lived connections last (proxy-brief fact 36).
@@ -96,9 +99,9 @@ def render_stream(stream: Located[StreamDocument]) -> str:
     if spec.health_check is not None:
         check = spec.health_check
         lines.append(
-            f"# Active health checks (every {check.interval}, timeout {check.timeout}, "
-            f"{check.unhealthy_threshold} failures) are probed by the agent; Nginx applies the passive "
-            "max_fails/fail_timeout below."
+            f"# Active health checks ({check.type}, every {check.interval}, timeout {check.timeout}): the agent "
+            f"marks a server down after {check.unhealthy_threshold} failed probes and back after "
+            f"{check.healthy_threshold} good ones; Nginx applies the passive max_fails/fail_timeout below."
         )
     for listener in listeners_of(stream):
         upstream_port = None if spec.preset is None else listener.port
@@ -106,7 +109,8 @@ def render_stream(stream: Located[StreamDocument]) -> str:
         lines.append(f"upstream {_token(listener.upstream_name)} {{")
         # The balancing method (default round robin) must come before `server ... backup` lines.
         lines.append(f"    zone {_token(listener.upstream_name)} {ZONE_SIZE};")
-        lines.extend(f"    {_server_line(u, upstream_port)}" for u in spec.upstreams)
+        marked = down if spec.health_check is not None else frozenset()
+        lines.extend(f"    {_server_line(u, upstream_port, marked)}" for u in spec.upstreams)
         lines.append("}")
         lines.append("")
         lines.append("server {")
@@ -125,6 +129,8 @@ def render_stream(stream: Located[StreamDocument]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_nginx(state: DesiredState) -> dict[str, str]:
-    """File name → content, one `<stream name>.conf` per Stream, sorted by name."""
-    return {f"{stream.name}.conf": render_stream(stream) for stream in state.streams}
+def render_nginx(state: DesiredState, down: Mapping[str, frozenset[str]] | None = None) -> dict[str, str]:
+    """File name → content, one `<stream name>.conf` per Stream, sorted by name. `down`: servers the
+    agent's health check marks down, by stream name (stream_health.py)."""
+    marks = down or {}
+    return {f"{s.name}.conf": render_stream(s, marks.get(s.name, frozenset())) for s in state.streams}

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hecate_agent.errors import SpecProblem
-from hecate_agent.spec.models import GlobalConfig, RouteDocument, RouteHealthCheck, StreamDocument
+from hecate_agent.spec.config import GlobalConfig
+from hecate_agent.spec.models import RouteDocument, RouteHealthCheck, StreamDocument
 from hecate_agent.spec.types import Duration
 from hecate_agent.spec.yamlio import Path, format_field
 
@@ -56,7 +57,7 @@ def facts_of(located: Located[Any]) -> Facts:
 
 def effective_health_check(check: RouteHealthCheck, config: GlobalConfig) -> tuple[Duration, Duration, int]:
     """(interval, timeout, unhealthy threshold) of a route's check, global defaults filled in."""
-    defaults = config.health_checks
+    defaults = config.health_checks.effective
     return (
         check.interval or defaults.interval,
         check.timeout or defaults.timeout,
@@ -68,10 +69,19 @@ def check_cross_references(facts: Sequence[Facts], config: GlobalConfig, locator
     problems: list[SpecProblem] = []
     ordered = sorted(facts, key=lambda f: (f.file, f.index))
 
-    def problem(item: Facts, path: Path, message: str, *, key: bool = False) -> None:
+    def problem(item: Facts, path: Path, message: str, *, key: bool = False, severity: str = "error") -> None:
         line, column = locator.position(item.file, item.index, path, key=key)
         problems.append(
-            SpecProblem(item.file, line, column, message, kind=item.kind, name=item.name, field=format_field(path))
+            SpecProblem(
+                item.file,
+                line,
+                column,
+                message,
+                kind=item.kind,
+                name=item.name,
+                field=format_field(path),
+                severity=severity,
+            )
         )
 
     def where(item: Facts, path: Path) -> str:
@@ -115,12 +125,13 @@ def check_cross_references(facts: Sequence[Facts], config: GlobalConfig, locator
                 problem(
                     route,
                     ("spec", "authPolicy"),
-                    "this route uses an AuthPolicy, but config.yaml sets no global.authentik.outpostUrl; "
-                    "add the Authentik outpost URL there",
+                    "this route uses an AuthPolicy and config.yaml sets no global.authentik.outpostUrl: every node "
+                    "that applies it needs authentik.outpostUrl in its agent.yaml (or set it here for all nodes)",
+                    severity="warning",
                 )
         if route.has_health_check:
-            interval = route.health_interval or config.health_checks.interval
-            timeout = route.health_timeout or config.health_checks.timeout
+            interval = route.health_interval or config.health_checks.effective.interval
+            timeout = route.health_timeout or config.health_checks.effective.timeout
             if timeout >= interval:
                 problem(
                     route,

@@ -20,14 +20,19 @@ from pydantic import BaseModel, ValidationError
 
 from hecate_agent.errors import SpecProblem
 from hecate_agent.spec.checks import Facts, check_cross_references, facts_of
+from hecate_agent.spec.config import ConfigDocument, GlobalConfig
 from hecate_agent.spec.messages import friendly_message
 from hecate_agent.spec.models import (
     DOCUMENT_MODELS,
     AuthPolicyDocument,
-    ConfigDocument,
-    GlobalConfig,
     RouteDocument,
     StreamDocument,
+)
+from hecate_agent.spec.requirements import (
+    config_requirements,
+    deprecated_spellings,
+    policy_requirements,
+    requirement_warning,
 )
 from hecate_agent.spec.yamlio import (
     DEFAULT_LIMITS,
@@ -98,8 +103,9 @@ class DesiredState:
 @dataclass
 class LoadResult:
     state: DesiredState | None
-    problems: list[SpecProblem]
+    problems: list[SpecProblem]  # errors only: the state is None when there is one
     counts: dict[str, int] = field(default_factory=dict)
+    warnings: list[SpecProblem] = field(default_factory=list)  # severity "warning"; they do not block
 
 
 def snapshot_digest(files: Sequence[SourceFile]) -> str:
@@ -172,8 +178,10 @@ def load_specs(
     facts = [cache.facts_of(d) for d in documents] if cache is not None else [facts_of(d) for d in documents]
     problems += check_cross_references(facts, config, locator)
     counts = count_kinds(facts, config_file)
+    warnings = sorted({p for p in problems if not p.is_error})
+    problems = [p for p in problems if p.is_error]
     if problems:
-        return LoadResult(None, sorted(set(problems)), counts)
+        return LoadResult(None, sorted(set(problems)), counts, warnings)
 
     def of_kind(kind: type[T]) -> tuple[Located[T], ...]:
         return tuple(sorted((d for d in documents if isinstance(d.doc, kind)), key=lambda d: d.name))
@@ -185,13 +193,14 @@ def load_specs(
         config=config,
         config_file=config_file,
     )
-    return LoadResult(state, [], counts)
+    return LoadResult(state, [], counts, warnings)
 
 
 def check_snapshot(
     files: Sequence[SourceFile], limits: ReadLimits = DEFAULT_LIMITS, *, workers: int | None = None
 ) -> tuple[list[SpecProblem], dict[str, int]]:
-    """Only the verdict of `load_specs` (problems and counts), spread over processes for big snapshots.
+    """Only the verdict of `load_specs` (errors and warnings, sorted, and counts), spread over processes for
+    big snapshots. Tell them apart by `SpecProblem.is_error`.
 
     Parsing dominates a cold validate and is CPU-bound Python, so `validate`
     of a 10,000-file repository uses every core. Workers send back only
@@ -358,10 +367,27 @@ def _validate_document(file: str, doc: Document, locator: Locator, problems: lis
         )
         return None
     try:
-        return Located(model.model_validate(doc.value), file, doc.index)
+        located: Located[Any] = Located(model.model_validate(doc.value), file, doc.index)
     except ValidationError as exc:
         problems.extend(_problems_from(exc, model=model, file=file, doc=doc, locator=locator, kind=kind, name=name))
         return None
+    found = deprecated_spellings(kind, doc.value)
+    if isinstance(located.doc, AuthPolicyDocument):
+        found += [(r.path, requirement_warning(r)) for r in policy_requirements(located.doc.spec)]
+    problems.extend(_warnings(found, file, doc, locator, kind=kind, name=name))
+    return located
+
+
+def _warnings(
+    found: list[tuple[Path, str]], file: str, doc: Document, locator: Locator, *, kind: str, name: str
+) -> list[SpecProblem]:
+    out = []
+    for path, message in found:
+        line, column = locator.position(file, doc.index, path)
+        out.append(
+            SpecProblem(file, line, column, message, kind=kind, name=name, field=format_field(path), severity="warning")
+        )
+    return out
 
 
 def _validate_config(file: str, doc: Document, locator: Locator, problems: list[SpecProblem]) -> GlobalConfig | None:
@@ -371,12 +397,16 @@ def _validate_config(file: str, doc: Document, locator: Locator, problems: list[
         )
         return None
     try:
-        return ConfigDocument.model_validate(doc.value).global_
+        config = ConfigDocument.model_validate(doc.value).global_
     except ValidationError as exc:
         problems.extend(
             _problems_from(exc, model=ConfigDocument, file=file, doc=doc, locator=locator, kind="Config", name="")
         )
         return None
+    found = deprecated_spellings("Config", doc.value)
+    found += [(r.path, requirement_warning(r)) for r in config_requirements(config)]
+    problems.extend(_warnings(found, file, doc, locator, kind="Config", name=""))
+    return config
 
 
 def _problems_from(

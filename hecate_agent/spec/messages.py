@@ -30,6 +30,8 @@ _PATTERN_MEANING: dict[str, str] = {
     r"^[0-9A-Fa-f:.]+$": "an IP address such as '0.0.0.0', '127.0.0.1' or '::'",
     types.STREAM_SERVER_PATTERN: "a server 'host:port' (host name, IPv4 or [IPv6] address; with a preset, "
     "the host alone), without spaces, ';' or braces",
+    types.ATTRIBUTE_NAME_PATTERN: "a user attribute name such as 'employee_id' (a letter or '_', then letters, "
+    "digits, '_', '.' or '-', at most 64 characters)",
 }
 
 _TYPE_NAMES = {

@@ -37,8 +37,21 @@ class RequestId:
 
 MiddlewareValue = RateLimit | Compression | RequestId
 KNOWN_MIDDLEWARE = ("compression", "rate-limit:<n>/<second|minute|hour>", "request-id")
-_RATE_LIMIT = re.compile(r"rate-limit:([1-9][0-9]{0,8})/(second|minute|hour)\Z")
-MIDDLEWARE_PATTERN = r"^(compression|request-id|rate-limit:[1-9][0-9]{0,8}/(second|minute|hour))$"
+# The design document writes both `rate-limit:100/minute` (YAML) and `rate-limit:100/min` (CLI).
+RATE_LIMIT_UNITS: dict[str, Literal["second", "minute", "hour"]] = {
+    "second": "second",
+    "sec": "second",
+    "s": "second",
+    "minute": "minute",
+    "min": "minute",
+    "m": "minute",
+    "hour": "hour",
+    "hr": "hour",
+    "h": "hour",
+}
+_UNIT_CHOICES = "second|sec|s|minute|min|m|hour|hr|h"
+_RATE_LIMIT = re.compile(r"rate-limit:([1-9][0-9]{0,8})/(" + _UNIT_CHOICES + r")\Z")
+MIDDLEWARE_PATTERN = r"^(compression|request-id|rate-limit:[1-9][0-9]{0,8}/(" + _UNIT_CHOICES + r"))$"
 
 
 def parse_middleware(value: Any) -> MiddlewareValue:
@@ -52,11 +65,11 @@ def parse_middleware(value: Any) -> MiddlewareValue:
         return RequestId()
     match = _RATE_LIMIT.match(value)
     if match:
-        per: Literal["second", "minute", "hour"] = match.group(2)  # type: ignore[assignment]  # regex-checked
-        return RateLimit(int(match.group(1)), per)
+        return RateLimit(int(match.group(1)), RATE_LIMIT_UNITS[match.group(2)])
     if value.startswith("rate-limit"):
         raise _fail(
-            f"{value!r}: write a rate limit as 'rate-limit:<n>/<second|minute|hour>', e.g. 'rate-limit:100/minute'"
+            f"{value!r}: write a rate limit as 'rate-limit:<n>/<second|minute|hour>' (or sec, min, hr), "
+            "e.g. 'rate-limit:100/minute' or 'rate-limit:100/min'"
         )
     raise _fail(f"unknown middleware {value!r}; known: {', '.join(KNOWN_MIDDLEWARE)}")
 

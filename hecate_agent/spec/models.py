@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationInfo,
+    WithJsonSchema,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -24,6 +25,7 @@ from pydantic_core import PydanticCustomError
 
 from hecate_agent.spec.addresses import SERVER_HOST_PATTERN, SERVER_WITH_PORT_PATTERN, AddressError, parse_server
 from hecate_agent.spec.headers import (
+    AUTHENTIK_HEADERS,
     GROUP_NAME_PATTERN,
     IDENTITY_NAME_PATTERN,
     check_group_name,
@@ -33,7 +35,11 @@ from hecate_agent.spec.headers import (
 )
 from hecate_agent.spec.middleware import Middleware, RateLimit, RequestId
 from hecate_agent.spec.types import (
+    AUTH_METHODS,
     HEADER_NAME_PATTERN,
+    HTTP_METHODS,
+    AttributeName,
+    AuthMethod,
     Dial,
     Domain,
     Duration,
@@ -48,10 +54,8 @@ from hecate_agent.spec.types import (
     Port,
     ResourceName,
     StreamServer,
-    Templated,
     TlsVersion,
     UpstreamHeaderValue,
-    UrlOrReference,
     WholeSecondsDuration,
     at_most,
 )
@@ -133,17 +137,17 @@ class RouteTls(SpecModel):
 class RouteHealthCheck(SpecModel):
     path: HttpPath = Field(description="Path probed on every upstream, e.g. /healthz.")
     interval: ProbeInterval | None = Field(
-        default=None, description="Time between probes, at most 1d; defaults to global.healthChecks.interval."
+        default=None, description="Time between probes, at most 1d; defaults to global.healthChecks.default.interval."
     )
     timeout: ProbeTimeout | None = Field(
         default=None,
-        description="Probe timeout, shorter than interval; defaults to global.healthChecks.timeout.",
+        description="Probe timeout, shorter than interval; defaults to global.healthChecks.default.timeout.",
     )
     unhealthy_threshold: int | None = Field(
         default=None,
         ge=1,
         le=100,
-        description="Failures in a row before an upstream is taken out; defaults to global.healthChecks.",
+        description="Failures in a row before an upstream is taken out; defaults to global.healthChecks.default.",
     )
 
 
@@ -275,7 +279,17 @@ class RouteDocument(SpecModel):
 
 # --- AuthPolicy -------------------------------------------------------------------
 
-AuthentikAttribute = Literal["username", "groups", "email", "name", "uid", "entitlements"]
+# User attributes the Authentik outpost sends as X-Authentik-* headers: the proxy itself can
+# require these. Any other attribute is checked by Authentik (a policy the agent provisions).
+HEADER_ATTRIBUTES = tuple(AUTHENTIK_HEADERS)
+MFA_BOOLEAN_ALIASES = {True: "required", False: "disabled"}
+
+
+def _mfa_from_boolean(value: object) -> object:
+    """`mfa: true/false` (the old spelling) means required/disabled; `validate` warns about it."""
+    if isinstance(value, bool):
+        return MFA_BOOLEAN_ALIASES[value]
+    return value
 
 
 GroupName = Annotated[
@@ -294,16 +308,30 @@ class AuthRequirements(SpecModel):
     groups: list[GroupName] = Field(
         default_factory=list, description="The user must be in at least one of these Authentik groups."
     )
-    mfa: bool = Field(default=False, description="Require the Authentik flow to enforce MFA.")
+    mfa: Annotated[
+        Literal["required", "optional", "disabled"],
+        BeforeValidator(_mfa_from_boolean),
+        WithJsonSchema(
+            {"anyOf": [{"enum": ["required", "optional", "disabled"]}, {"type": "boolean", "deprecated": True}]}
+        ),
+    ] = Field(
+        default="disabled",
+        description="Multi-factor authentication in the Authentik flow: required (no access without a second "
+        "factor), optional (asked for when the user has one), disabled. true/false are deprecated aliases of "
+        "required/disabled. Needs Authentik provisioning on the node unless disabled.",
+    )
     session_duration: DurationField | None = Field(
-        default=None, description="How long an authenticated session lasts, e.g. 8h."
+        default=None,
+        description="How long an authenticated session lasts, e.g. 8h. Needs Authentik provisioning on the node.",
     )
 
 
 class AuthMetadata(SpecModel):
-    required: list[AuthentikAttribute] = Field(
+    required: list[AttributeName] = Field(
         default_factory=list,
-        description="User attributes the outpost must return (as X-Authentik-* headers) for access.",
+        description="User attributes a user must have for access, e.g. employee_id. username, groups, email, name, "
+        "uid and entitlements are checked by the proxy on the outpost's X-Authentik-* headers; any other "
+        "attribute needs Authentik provisioning on the node.",
     )
 
 
@@ -317,17 +345,41 @@ def _only_authentik(value: object) -> object:
     return value
 
 
+def _authentication_methods(value: object) -> object:
+    """The old meaning of allowedMethods (HTTP methods) gets a message saying where they went."""
+    if isinstance(value, list):
+        http = [v for v in value if isinstance(v, str) and v.upper() in HTTP_METHODS]
+        if http:
+            raise PydanticCustomError(
+                "hecate",
+                f"allowedMethods lists authentication methods ({', '.join(AUTH_METHODS)}); "
+                f"{', '.join(map(repr, http))} {'is an HTTP method' if len(http) == 1 else 'are HTTP methods'}: "
+                "move HTTP methods to allowedHttpMethods",
+            )
+    return value
+
+
 class AuthPolicySpec(SpecModel):
     provider: Annotated[Literal["authentik"], BeforeValidator(_only_authentik)] = Field(
         description="Identity provider. Only 'authentik' is supported for now (forward auth to its outpost)."
     )
-    flow: ResourceName = Field(description="Slug of the Authentik authentication flow.")
+    flow: ResourceName | None = Field(
+        default=None,
+        description="Slug of the Authentik authentication flow, e.g. default-authentication-flow; without it the "
+        "brand's default flow applies. Needs Authentik provisioning on the node.",
+    )
     requirements: AuthRequirements = Field(
         default_factory=AuthRequirements, description="What a user needs to get through."
     )
-    metadata: AuthMetadata = Field(default_factory=AuthMetadata, description="User attributes the outpost must supply.")
-    allowed_methods: list[HttpMethod] = Field(
-        default_factory=list, description="HTTP methods allowed through; empty means all."
+    metadata: AuthMetadata = Field(default_factory=AuthMetadata, description="User attributes a user must have.")
+    allowed_methods: Annotated[list[AuthMethod], BeforeValidator(_authentication_methods)] = Field(
+        default_factory=list,
+        description="Authentication methods a user may sign in with: password, webauthn, totp, static, duo, sms, "
+        "email; empty means whatever the flow offers. Needs Authentik provisioning on the node.",
+    )
+    allowed_http_methods: list[HttpMethod] = Field(
+        default_factory=list,
+        description="HTTP methods let through to the upstream (others get 405); empty means all.",
     )
 
 
@@ -358,11 +410,17 @@ class StreamListen(SpecModel):
 
 
 class StreamHealthCheck(SpecModel):
+    type: Literal["tcp"] = Field(default="tcp", description="tcp: the probe opens a TCP connection to the upstream.")
     interval: ProbeInterval = Field(default=Duration(10_000), description="Time between agent-side probes, at most 1d.")
     timeout: ProbeTimeout = Field(
         default=Duration(2_000), validate_default=True, description="Probe timeout, shorter than interval."
     )
-    unhealthy_threshold: int = Field(default=3, ge=1, le=100, description="Failures in a row before unhealthy.")
+    unhealthy_threshold: int = Field(
+        default=3, ge=1, le=100, description="Failed probes in a row before the agent marks the upstream down."
+    )
+    healthy_threshold: int = Field(
+        default=2, ge=1, le=100, description="Successful probes in a row before a down upstream is put back."
+    )
 
 
 def _set(key: str) -> dict[str, Any]:
@@ -389,6 +447,11 @@ _STREAM_RULES: dict[str, Any] = {
                     "upstreams": {"items": {"properties": {"server": {"pattern": SERVER_WITH_PORT_PATTERN}}}},
                 },
             },
+        },
+        # The agent's probes open TCP connections: a udp stream has no healthCheck.
+        {
+            "if": {"required": ["protocol"], "properties": {"protocol": {"const": "udp"}}},
+            "then": {"not": _set("healthCheck")},
         },
     ]
 }
@@ -423,6 +486,12 @@ class StreamSpec(SpecModel):
                 raise PydanticCustomError("hecate", f"preset {self.preset!r} is TCP only; remove protocol: udp")
         elif self.listen.port is None:
             raise PydanticCustomError("hecate", "listen.port is required (or use a preset)")
+        if self.health_check is not None and self.protocol == "udp":
+            raise PydanticCustomError(
+                "hecate",
+                "healthCheck (type tcp) opens TCP connections, which a udp stream's upstreams need not accept; "
+                "remove healthCheck (Nginx's passive maxFails/failTimeout still apply)",
+            )
         for upstream in self.upstreams:
             _check_stream_server(upstream.server, with_port=self.preset is None, preset=self.preset)
         if all(upstream.backup for upstream in self.upstreams):
@@ -456,85 +525,6 @@ class StreamDocument(SpecModel):
     kind: Literal["Stream"] = Field(description="Stream: a TCP or UDP listener proxied by Nginx.")
     metadata: Metadata = Field(description="Name and labels.")
     spec: StreamSpec = Field(description="What the stream does.")
-
-
-# --- global config -------------------------------------------------------------------
-
-
-class DnsSettings(SpecModel):
-    resolvers: list[Templated] = Field(
-        default_factory=list, description="DNS resolvers (IP or IP:port) used for upstream names and ACME."
-    )
-
-
-class CertificateSettings(SpecModel):
-    provider: Literal["letsencrypt", "internal"] = Field(
-        default="letsencrypt",
-        description="letsencrypt: public ACME certificates. internal: Caddy's local CA (offline, for tests).",
-    )
-    email: Templated | None = Field(default=None, description="ACME account e-mail.")
-    renewal_window: DurationField = Field(
-        default=Duration(30 * 86_400_000), description="Renew certificates this long before they expire."
-    )
-
-
-class HealthCheckDefaults(SpecModel):
-    interval: ProbeInterval = Field(default=Duration(10_000), description="Time between probes, at most 1d.")
-    timeout: ProbeTimeout = Field(
-        default=Duration(2_000), validate_default=True, description="Probe timeout, shorter than interval."
-    )
-    unhealthy_threshold: int = Field(
-        default=3, ge=1, le=100, description="Failures in a row before an upstream is taken out."
-    )
-
-
-class MonitoringSettings(SpecModel):
-    metrics: bool = Field(default=True, description="Expose proxy metrics.")
-    access_logs: bool = Field(default=False, description="Write proxy access logs.")
-
-
-class SecuritySettings(SpecModel):
-    tls_min_version: TlsVersion = Field(default="1.2", description="Default minimum TLS version.")
-    headers: dict[HeaderName, HeaderValue] = Field(
-        default_factory=dict,
-        description="Response headers set on every route unless the route overrides them (in any spelling: "
-        "header names are case-insensitive).",
-    )
-
-    @model_validator(mode="after")
-    def _one_spelling_per_header(self) -> SecuritySettings:
-        check_header_rules(type(self).__name__, self.headers, set_field="headers")
-        return self
-
-
-class AuthentikSettings(SpecModel):
-    outpost_url: UrlOrReference = Field(
-        description="Base URL of the Authentik outpost that answers forward-auth requests, "
-        "e.g. http://authentik-outpost:9000.",
-    )
-
-
-class GlobalConfig(SpecModel):
-    dns: DnsSettings = Field(default_factory=DnsSettings, description="Name resolution.")
-    certificates: CertificateSettings = Field(
-        default_factory=CertificateSettings, description="Where TLS certificates come from."
-    )
-    health_checks: HealthCheckDefaults = Field(
-        default_factory=HealthCheckDefaults, description="Defaults for every route's health check."
-    )
-    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings, description="Metrics and logs.")
-    security: SecuritySettings = Field(
-        default_factory=SecuritySettings, description="TLS floor and default response headers."
-    )
-    authentik: AuthentikSettings | None = Field(default=None, description="Required when a route uses an AuthPolicy.")
-
-
-class ConfigDocument(SpecModel):
-    """The root `config.yaml`."""
-
-    global_: GlobalConfig = Field(
-        alias="global", default_factory=GlobalConfig, description="Settings for every node and route."
-    )
 
 
 SpecDocument = RouteDocument | AuthPolicyDocument | StreamDocument

@@ -12,7 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from hecate_agent.spec.models import AuthPolicyDocument, ConfigDocument, RouteDocument, StreamDocument
+from hecate_agent.spec.config import ConfigDocument
+from hecate_agent.spec.models import AuthPolicyDocument, RouteDocument, StreamDocument
 
 SCHEMA_BASE_URL = "https://hecate.io/schemas/v1/"
 SCHEMA_FILES: dict[str, type[BaseModel]] = {

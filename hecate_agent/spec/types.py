@@ -370,6 +370,24 @@ HttpPath = Annotated[
     ),
 ]
 HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"]
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE")
+
+
+# --- authentication -------------------------------------------------------------
+
+# The first factor (password) and the device classes Authentik knows (DeviceClassesEnum).
+AUTH_METHODS = ("password", "webauthn", "totp", "static", "duo", "sms", "email")
+AuthMethod = Literal["password", "webauthn", "totp", "static", "duo", "sms", "email"]
+
+ATTRIBUTE_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$"
+AttributeName = Annotated[
+    str,
+    Field(
+        pattern=ATTRIBUTE_NAME_PATTERN,
+        description="A user attribute name: a letter or '_', then letters, digits, '_', '.' or '-' "
+        "(at most 64 characters).",
+    ),
+]
 
 
 # --- TLS ----------------------------------------------------------------------
@@ -492,4 +510,34 @@ UrlOrReference = Annotated[
         "or a single ${ENV_VAR} or ${vault:path#key} reference that holds one.",
     ),
     AfterValidator(check_url_or_reference),
+]
+
+
+SECRET_REFERENCE_PATTERN = r"^\$\{(" + REFERENCE_BODY + r")\}$"
+_SECRET_REFERENCE = re.compile(SECRET_REFERENCE_PATTERN[1:-1] + r"\Z")
+
+
+def _check_secret_reference(value: Any) -> str:
+    """Never echo the value: a token written in place of a reference is the secret itself."""
+    if not isinstance(value, str) or not _SECRET_REFERENCE.match(value):
+        raise _fail(
+            "expected a reference to a secret, '${NAME}' (environment) or '${vault:path#key}'; the value given "
+            "is not one and is not shown here. Never write the secret itself in the repository (and rotate it "
+            "if it was committed)"
+        )
+    return _check_vault_paths(value)
+
+
+SecretReference = Annotated[
+    str,
+    PlainValidator(_check_secret_reference),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": SECRET_REFERENCE_PATTERN,
+            "maxLength": 2048,
+            "description": "A single ${ENV_VAR} or ${vault:path#key} reference; the value is resolved on the node, "
+            "never written in the repository and never shown.",
+        }
+    ),
 ]

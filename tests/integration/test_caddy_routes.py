@@ -185,7 +185,7 @@ def test_forward_auth_to_an_authentik_outpost(caddy: CaddyInstance) -> None:
         assert http_get(port, "app.example.com", "/outpost.goauthentik.io/start").body == b"outpost page"
 
 
-def test_allowed_methods_and_required_metadata_are_enforced_at_the_proxy(caddy: CaddyInstance) -> None:
+def test_allowed_http_methods_and_required_metadata_are_enforced_at_the_proxy(caddy: CaddyInstance) -> None:
     backend = Upstream("backend")
     outpost = FakeOutpost(sessions={
         "alice": {"X-Authentik-Username": "alice", "X-Authentik-Groups": "staff", "X-Authentik-Email": "a@x"},
@@ -193,7 +193,7 @@ def test_allowed_methods_and_required_metadata_are_enforced_at_the_proxy(caddy: 
     })
     server = OutpostServer(outpost)
     with serving(backend, server):
-        state, env = auth_state(server.url, backend, allowedMethods=["GET"], metadata={"required": ["email"]})
+        state, env = auth_state(server.url, backend, allowedHttpMethods=["GET"], metadata={"required": ["email"]})
         caddy.apply(state, env)
         port = caddy.http_port
         assert http_get(port, "app.example.com", "/", {"Cookie": "authentik_session=alice"}).status == 200

@@ -179,13 +179,14 @@ CASES: dict[str, dict[str, str | bytes | None]] = {
     "range-stream-unknown-preset": {S: stream("  preset: postfix\n  upstreams:\n    - server: 127.0.0.1:25\n")},
     "range-session-duration": {P: policy("  provider: authentik\n  requirements:\n    groups: [a]\n    sessionDuration: forever\n")},
     "range-policy-provider": {P: policy("  provider: keycloak\n  requirements:\n    groups: [a]\n")},
-    "range-policy-method": {P: policy("  provider: authentik\n  requirements:\n    groups: [a]\n  allowedMethods: [FETCH]\n")},
+    "range-policy-method": {P: policy("  provider: authentik\n  requirements:\n    groups: [a]\n  allowedHttpMethods: [FETCH]\n")},
     "range-config-tls-floor": {C: BASE[C] + "  security: {tlsMinVersion: '1.0'}\n"},
     "range-config-provider": {C: BASE[C].replace("provider: internal", "provider: zerossl")},
     "range-config-renewal-window": {C: BASE[C].replace("provider: internal", "provider: internal, renewalWindow: soon")},
     # --- references ----------------------------------------------------------------------------
     "reference-missing-policy": {R: minimal_route("  authPolicy: nobody\n")},
-    "reference-policy-without-outpost": {C: "global:\n  certificates: {provider: internal}\n", R: minimal_route("  authPolicy: staff\n")},
+    # (A route with a policy and no outpost URL in config.yaml is valid now: a node's agent.yaml may supply it.)
+    "reference-dns-token-literal": {C: BASE[C] + "  dns: {provider: hetzner, apiToken: hunter2-literal-token}\n"},
     "reference-env-malformed": {C: BASE[C].replace("http://127.0.0.1:9", "${OUTPOST-URL}")},
     "reference-vault-dotdot": {R: minimal_route("  headers:\n    upstream:\n      set: {X-Key: '${vault:apps/../root#k}'}\n")},
     "reference-vault-missing-key": {R: minimal_route("  headers:\n    upstream:\n      set: {X-Key: '${vault:apps/app}'}\n")},

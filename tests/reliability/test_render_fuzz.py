@@ -138,7 +138,7 @@ def streams(draw: Any, name: str, port: int) -> dict[str, Any]:
     spec["upstreams"] = draw(st.lists(st.builds(
         lambda s, w, f, t, b: {"server": s, "weight": w, "maxFails": f, "failTimeout": t, "backup": b},
         servers, st.integers(1, 100), st.integers(0, 10), fail_timeouts, st.booleans()), min_size=1, max_size=3))
-    if draw(st.booleans()):
+    if draw(st.booleans()) and spec.get("protocol", "tcp") == "tcp":  # TCP probes: tcp streams only
         spec["healthCheck"] = {"interval": draw(probe_intervals), "timeout": draw(probe_timeouts)}
     return {"apiVersion": "hecate.io/v1", "kind": "Stream", "metadata": {"name": name}, "spec": spec}
 
@@ -149,9 +149,12 @@ def repositories(draw: Any) -> list[SourceFile]:
     policies = [{"apiVersion": "hecate.io/v1", "kind": "AuthPolicy", "metadata": {"name": p},
                  "spec": {"provider": "authentik", "flow": "login",
                           "requirements": {"groups": draw(st.lists(groups, min_size=1, max_size=3, unique=True)),
-                                           "mfa": draw(st.booleans())},
-                          "allowedMethods": draw(st.lists(st.sampled_from(["GET", "POST", "PUT"]), max_size=3,
-                                                          unique=True))}}
+                                           "mfa": draw(st.sampled_from(["required", "optional", "disabled",
+                                                                        True, False]))},
+                          "allowedMethods": draw(st.lists(st.sampled_from(["password", "webauthn", "totp"]),
+                                                          max_size=3, unique=True)),
+                          "allowedHttpMethods": draw(st.lists(st.sampled_from(["GET", "POST", "PUT"]), max_size=3,
+                                                              unique=True))}}
                 for p in policy_names]
     route_names = draw(st.lists(names, min_size=1, max_size=5, unique=True))
     domains = draw(st.lists(st.one_of(st.builds(lambda a, b: f"{a}.{b}.example.com", labels, labels),

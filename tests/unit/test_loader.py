@@ -45,8 +45,11 @@ def test_auth_policy_must_exist_and_needs_the_outpost() -> None:
     assert [(fld, "does not exist" in m and "known: admins" in m) for _, _, fld, m in found] == [
         ("spec.authPolicy", True)
     ]
-    found = problems({"r.yaml": route(authPolicy="staff"), "p.yaml": auth_policy(name="staff")})
-    assert len(found) == 1 and "global.authentik.outpostUrl" in found[0][3]
+    # Without global.authentik.outpostUrl each node's agent.yaml supplies it: a warning, not an error.
+    result = load_specs(snapshot({"r.yaml": route(authPolicy="staff"), "p.yaml": auth_policy(name="staff")}))
+    assert result.problems == [] and result.state is not None
+    assert [(w.field, w.severity) for w in result.warnings] == [("spec.authPolicy", "warning")]
+    assert "needs authentik.outpostUrl in its agent.yaml" in result.warnings[0].message
     assert problems({
         "r.yaml": route(authPolicy="staff"),
         "p.yaml": auth_policy(name="staff"),
@@ -123,5 +126,6 @@ def test_parallel_check_agrees_with_the_serial_load(monkeypatch) -> None:
     serial = load_specs(snap)
     monkeypatch.setattr(loader, "PARALLEL_THRESHOLD", 2)
     problems, counts = loader.check_snapshot(snap, workers=2)
-    assert problems == serial.problems and len(problems) == 5
+    assert [p for p in problems if p.is_error] == serial.problems and len(serial.problems) == 5
+    assert [p for p in problems if not p.is_error] == serial.warnings and len(serial.warnings) == 1
     assert counts == serial.counts == {"Route": 41, "AuthPolicy": 0, "Stream": 2, "Config": 1}

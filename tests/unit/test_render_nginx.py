@@ -29,7 +29,7 @@ def test_tcp_stream_with_backup_and_health_check() -> None:
     assert text == """\
 # Managed by hecate-agent: Stream/pg.
 # Do not edit: the agent rewrites this file when the stream's spec changes.
-# Active health checks (every 10s, timeout 3s, 3 failures) are probed by the agent; Nginx applies the passive max_fails/fail_timeout below.
+# Active health checks (tcp, every 10s, timeout 3s): the agent marks a server down after 3 failed probes and back after 2 good ones; Nginx applies the passive max_fails/fail_timeout below.
 
 upstream hecate_pg {
     zone hecate_pg 64k;

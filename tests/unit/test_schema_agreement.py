@@ -71,7 +71,8 @@ def agent_verdict(kind: str, text: str) -> tuple[Any, list[SpecProblem]] | None:
         problems = load_specs([source]).problems
     else:
         _, problems = validate_documents([source], DEFAULT_LIMITS, Locator({name: source.data}, DEFAULT_LIMITS))
-    return parsed.documents[0].value, problems
+    # Warnings (deprecated spellings, what only Authentik enforces) do not refuse a document.
+    return parsed.documents[0].value, [p for p in problems if p.is_error]
 
 
 def field_of(path: Any) -> str:
@@ -239,15 +240,20 @@ routes = document("Route", st.fixed_dictionaries(
     },
 ).map(without_request_id_rules))
 policies = document("AuthPolicy", st.fixed_dictionaries(
-    {"provider": st.just("authentik"), "flow": names},
+    {"provider": st.just("authentik")},
     optional={
+        "flow": names,
         "requirements": st.fixed_dictionaries({}, optional={
-            "groups": st.lists(st.from_regex(GROUP_NAME_PATTERN, fullmatch=True), max_size=3), "mfa": st.booleans(),
+            "groups": st.lists(st.from_regex(GROUP_NAME_PATTERN, fullmatch=True), max_size=3),
+            "mfa": st.sampled_from(["required", "optional", "disabled", True, False]),
             "sessionDuration": durations()}),
-        "metadata": st.fixed_dictionaries({}, optional={"required": st.lists(
-            st.sampled_from(["username", "groups", "email", "name", "uid", "entitlements"]), max_size=3)}),
-        "allowedMethods": st.lists(st.sampled_from(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]),
+        "metadata": st.fixed_dictionaries({}, optional={"required": st.lists(st.one_of(
+            st.sampled_from(["username", "groups", "email", "name", "uid", "entitlements"]),
+            st.from_regex(r"[A-Za-z_][A-Za-z0-9_.-]{0,20}", fullmatch=True)), max_size=3)}),
+        "allowedMethods": st.lists(st.sampled_from(["password", "webauthn", "totp", "static", "duo", "sms", "email"]),
                                    max_size=3),
+        "allowedHttpMethods": st.lists(st.sampled_from(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]),
+                                       max_size=3),
     },
 ))
 
@@ -275,19 +281,25 @@ def stream_specs(draw: st.DrawFn) -> dict[str, Any]:
         spec["protocol"] = draw(st.sampled_from(["tcp", "udp"]))
     if listen:
         spec["listen"] = listen
-    if draw(st.booleans()):
+    if draw(st.booleans()) and spec.get("protocol") != "udp":  # the agent's probes are TCP
         spec["healthCheck"] = draw(probe(required=False))
     return spec
 
 
 streams = document("Stream", stream_specs())
 configs = st.fixed_dictionaries({}, optional={"global": st.fixed_dictionaries({}, optional={
-    "dns": st.fixed_dictionaries({}, optional={"resolvers": st.lists(st.one_of(ipv4, references), max_size=2)}),
+    "dns": st.one_of(
+        st.fixed_dictionaries({}, optional={"resolvers": st.lists(st.one_of(ipv4, references), max_size=2)}),
+        st.fixed_dictionaries({"provider": st.just("hetzner"), "apiToken": references},
+                              optional={"defaultTTL": st.integers(30, 86_400)})),
     "certificates": st.fixed_dictionaries({}, optional={
         "provider": st.sampled_from(["letsencrypt", "internal"]),
-        "email": st.one_of(st.just("ops@example.com"), references), "renewalWindow": durations()}),
+        "email": st.one_of(st.just("ops@example.com"), references), "renewalWindow": durations(),
+        "storage": st.sampled_from(["file", "vault", "consul", "redis"])}),
     "healthChecks": probe(required=True),
-    "monitoring": st.fixed_dictionaries({}, optional={"metrics": st.booleans(), "accessLogs": st.booleans()}),
+    "monitoring": st.fixed_dictionaries({}, optional={
+        "metrics": st.booleans(), "accessLogs": st.booleans(),
+        "prometheus": st.fixed_dictionaries({}, optional={"enabled": st.booleans(), "port": ports})}),
     "security": st.fixed_dictionaries({}, optional={"tlsMinVersion": st.sampled_from(["1.2", "1.3"]),
                                                     "headers": header_maps}),
     "authentik": st.fixed_dictionaries({"outpostUrl": st.one_of(
