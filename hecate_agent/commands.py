@@ -309,9 +309,6 @@ def status(ctx: click.Context, output_format: str, fleet: bool, wait_for: str | 
         click.echo(f"suspended: {data['suspended'].get('reason')} (since {data['suspended'].get('at')})")
 
 
-FAILED_OUTCOMES = ("failed", "rolled_back", "invalid", "blocked", "refused", "halted")
-
-
 def _consul(settings: AgentSettings, what: str) -> ConsulPublisher:
     """A Consul client from agent.yaml's `consul` section, or exit saying what needs it."""
     from hecate_agent.consul_status import ConsulPublisher
@@ -329,6 +326,7 @@ def _consul(settings: AgentSettings, what: str) -> ConsulPublisher:
 def _fleet_status(settings: AgentSettings, output_format: str, wait_for: str | None, timeout: str) -> None:
     import time
 
+    from hecate_agent.engine.outcomes import FAILED_OUTCOMES
     from hecate_agent.spec.types import Duration
 
     reader = _consul(settings, "the fleet view")
