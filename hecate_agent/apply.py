@@ -2,12 +2,19 @@
 
 lock → resolve a leftover journal → read live state → plan → guards (mass
 deletion, ports) → journal → Caddy (full config guarded by If-Match) → Nginx
-(stage, flip, `nginx -t`, reload, verify) → verify Caddy → record the
-last-known-good → clear the journal. Any failure puts every component already
-changed back, in reverse order; if that fails too the operator is told exactly
-what is left (exit 3). A crash at any point leaves a journal that the next
-start resolves to one whole revision: the new one if it was fully in place,
-else the old one.
+(stage, flip, `nginx -t`, reload, verify) → verify Caddy → journal step
+`applied` → verification probes (engine/verify.py) → *then* record the
+last-known-good → clear the journal. Any failure, a failed probe included, puts
+every component already changed back, in reverse order; if that fails too the
+operator is told exactly what is left (exit 3). A crash at any point leaves a
+journal that the next start resolves to one whole revision: the new one if it
+is fully in place *and* its probes (kept in the journal) pass again, else the
+old one. An unverified revision is never recorded as last-known-good.
+
+Test hook: with `HECATE_AGENT_TEST_PAUSE_AT=<step>` in the environment, the
+apply stops at that journal step (after writing it), writes the step's name to
+`<stateDir>/test-paused-at` and sleeps, so a test can SIGKILL it exactly there.
+Steps: prepared, caddy, nginx, applied, verified. Not for production use.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from hecate_agent import redaction
+from hecate_agent.engine.outcomes import Outcome
+from hecate_agent.engine.verify import Probe, probes_for, run_probes
 from hecate_agent.errors import HecateError
 from hecate_agent.plan import Plan, caddy_resources, make_plan, nginx_resources
 from hecate_agent.proxies import sockets
@@ -36,6 +45,7 @@ from hecate_agent.settings import AgentSettings
 from hecate_agent.spec.loader import DesiredState
 from hecate_agent.state import Snapshot, StateStore, utc_now
 
+PAUSE_VARIABLE = "HECATE_AGENT_TEST_PAUSE_AT"  # test-only: see the module docstring
 EXIT_FAILED = 1
 EXIT_ROLLBACK_FAILED = 3
 MANAGED_KINDS = ("Route", "AuthPolicy", "Stream")
@@ -177,6 +187,7 @@ class Prepared:
     plan: Plan
     last: Snapshot | None
     secrets: frozenset[str] = frozenset()
+    probes: list[Probe] = field(default_factory=list)  # what verification checks after the apply
 
 
 def resources_of(
@@ -217,7 +228,9 @@ def _prepare(node: Node, state: DesiredState, revision: str) -> Prepared:
         nginx_enabled=node.nginx is not None,
         cache=node.render_cache,
     )
-    return _prepare_rendered(node, rendered, resolution.sensitive)
+    prepared = _prepare_rendered(node, rendered, resolution.sensitive)
+    prepared.probes = probes_for(prepared.plan.changes, state, node.caddy_settings)
+    return prepared
 
 
 def prepare_rendered(node: Node, rendered: Rendered, secrets: frozenset[str] = frozenset()) -> Prepared:
@@ -273,7 +286,7 @@ def _listener_from(data: Mapping[str, Any]) -> Listener:
 
 @dataclass
 class ApplyResult:
-    outcome: str  # applied | noop
+    outcome: Outcome  # applied | noop
     revision: str
     seconds: float
     plan: Plan
@@ -327,6 +340,7 @@ class Transaction:
         self.nginx_activated: Path | None = None
         self.nginx_reloaded = False
         self.steps: list[str] = []
+        self.journal: dict[str, Any] = {}
 
     def run(self) -> None:
         node, prepared = self.node, self.prepared
@@ -353,11 +367,15 @@ class Transaction:
             "newNginxFolder": None,
             "nginxNeeded": nginx_needed,
             "snapshot": self.snapshot().to_dict(),
+            "probes": [p.to_dict() for p in prepared.probes],
+            "step": "prepared",
         }
-        node.store.write_journal(journal)
+        self.journal = journal
+        journal_step(node.store, journal, "prepared")
         try:
             if caddy_needed:
                 self.step("caddy")
+                journal_step(node.store, journal, "caddy")
                 try:
                     node.caddy.replace(prepared.merged, prepared.live.caddy.etag)
                 except CaddyConflictError:
@@ -379,7 +397,7 @@ class Transaction:
                 self.step("nginx")
                 folder = node.nginx.stage(rendered.nginx_files, rendered.revision)
                 journal["newNginxFolder"] = str(folder)
-                node.store.write_journal(journal)
+                journal_step(node.store, journal, "nginx")
                 self.nginx_previous = node.nginx.activate(folder)
                 self.nginx_activated = folder
                 node.nginx.test()
@@ -390,6 +408,11 @@ class Transaction:
                 now = node.caddy.get_config().config
                 if now != prepared.merged:
                     raise ApplyError("verify", "Caddy's config after the load differs from what was sent")
+            journal_step(node.store, journal, "applied")
+            failures = run_probes(prepared.probes)
+            if failures:
+                raise ApplyError("verify", "verification failed: " + "; ".join(failures))
+            journal_step(node.store, journal, "verified")
         except (ApplyError, NginxError, CaddyError) as exc:
             error = (
                 exc if isinstance(exc, ApplyError) else ApplyError(self.steps[-1] if self.steps else "apply", str(exc))
@@ -487,7 +510,7 @@ def _apply_prepared(node: Node, prepared: Prepared, *, allow_mass_delete: bool, 
         and prepared.live.nginx_files == last.nginx_files
     )
     if in_sync:
-        result = ApplyResult("noop", prepared.rendered.revision, time.monotonic() - started, plan)
+        result = ApplyResult(Outcome.NOOP, prepared.rendered.revision, time.monotonic() - started, plan)
         _history(node, result, source)
         return result
     if not allow_mass_delete:
@@ -508,7 +531,7 @@ def _apply_prepared(node: Node, prepared: Prepared, *, allow_mass_delete: bool, 
     if node.nginx is not None and transaction.nginx_activated is not None:
         keep = [transaction.nginx_activated] + ([transaction.nginx_previous] if transaction.nginx_previous else [])
         node.nginx.prune(keep)
-    result = ApplyResult("applied", prepared.rendered.revision, time.monotonic() - started, plan, transaction.steps)
+    result = ApplyResult(Outcome.APPLIED, prepared.rendered.revision, time.monotonic() - started, plan, transaction.steps)
     _history(node, result, source)
     return result
 
@@ -531,69 +554,98 @@ def _history(
             "source": source,
         }
     else:
-        outcome = "failed" if isinstance(error, RollbackError) else "rolled_back"
-        if isinstance(error, RefusedError):
-            outcome = "refused"
-        entry = {"at": utc_now(), "revision": revision, "outcome": outcome, "error": str(error), "source": source}
+        entry = {
+            "at": utc_now(),
+            "revision": revision,
+            "outcome": outcome_of_error(error),
+            "error": str(error),
+            "source": source,
+        }
     # A full or read-only state dir must not turn a good apply into a failure.
     with contextlib.suppress(HecateError):
         node.store.append_history(entry)
-    write_status(node, entry)
 
 
-def write_status(node: Node, last_attempt: dict[str, Any]) -> None:
-    from hecate_agent.status import update_status
+def outcome_of_error(error: BaseException | None) -> Outcome:
+    """The outcome an exception out of `apply_prepared` stands for."""
+    if isinstance(error, RollbackError):
+        return Outcome.FAILED
+    if isinstance(error, RefusedError):
+        return Outcome.REFUSED
+    if isinstance(error, ApplyError):
+        return Outcome.ROLLED_BACK
+    return Outcome.ERROR
 
-    update_status(node.store, node.settings.node.name, last_attempt=last_attempt)
+
+def journal_step(store: StateStore, journal: dict[str, Any], step: str) -> None:
+    """Write the journal at `step` (and honour the test-only pause hook, see the module docstring)."""
+    journal["step"] = step
+    store.write_journal(journal)
+    if os.environ.get(PAUSE_VARIABLE) == step:
+        (store.root / "test-paused-at").write_text(step)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # a test kills us here
+            time.sleep(0.2)
 
 
 def recover(node: Node) -> str | None:
-    """Resolve a journal left by a crash: finish the new revision if it is fully in place, else restore the old."""
+    """Resolve a journal left by a crash, to exactly one revision: the new one if it is fully in
+    place and its verification probes pass again (then, and only then, it is recorded as
+    last-known-good), else the state before it."""
     journal = node.store.journal()
     if journal is None:
         return None
     live = read_live(node)
-    new_caddy, old_caddy = journal["snapshot"]["caddy_config"], journal["oldCaddy"]
+    new_caddy = journal["snapshot"]["caddy_config"]
     nginx_needed = bool(journal.get("nginxNeeded")) and node.nginx is not None
     new_folder = journal.get("newNginxFolder")
     caddy_new = live.caddy.config == new_caddy
     nginx_new = not nginx_needed or (new_folder is not None and live.nginx_folder == new_folder)
+    revision = journal["revision"]
+    entry: dict[str, Any] = {"at": utc_now(), "revision": revision, "source": "recovery"}
     try:
+        failures: list[str] = []
         if caddy_new and nginx_new:
             if nginx_needed and node.nginx is not None:
-                snapshot = journal["snapshot"]
-                listeners = [_listener_from(x) for x in snapshot["nginx_listeners"]]
+                listeners = [_listener_from(x) for x in journal["snapshot"]["nginx_listeners"]]
                 node.nginx.test()
                 node.nginx.reload_and_verify(listeners)
-            node.store.record(Snapshot.from_dict(journal["snapshot"]))
-            outcome = f"completed revision {journal['revision']}"
-        else:
-            if live.caddy.config != old_caddy:
-                node.caddy.load(old_caddy)
-            if nginx_needed and node.nginx is not None:
-                old_folder = journal.get("oldNginxFolder")
-                node.nginx.deactivate(Path(old_folder) if old_folder else None)
-                last = node.store.last_applied()
-                listeners = (
-                    [_listener_from(x) for x in last.nginx_listeners]
-                    if last is not None and last.nginx_files == node.nginx.read_active()
-                    else []
-                )
-                node.nginx.reload_and_verify(listeners)
-            outcome = f"restored the state before revision {journal['revision']}"
+            failures = run_probes([Probe.from_dict(p) for p in journal.get("probes") or []])
+            if not failures:
+                node.store.record(Snapshot.from_dict(journal["snapshot"]))
+                outcome = f"completed revision {revision} (verified)"
+                entry.update(outcome=Outcome.RECOVERED, detail=outcome)
+        if not (caddy_new and nginx_new) or failures:
+            _restore(node, journal, live)
+            outcome = f"restored the state before revision {revision}"
+            if failures:
+                error = "verification failed: " + "; ".join(failures)
+                outcome += f" ({error})"
+                entry.update(outcome=Outcome.ROLLED_BACK, error=f"verify: {error}")
+            else:
+                entry.update(outcome=Outcome.RECOVERED, detail=outcome)
     except (CaddyError, NginxError) as exc:
         raise RollbackError(
-            f"an interrupted apply of {journal['revision']} could not be resolved: {exc}. The journal is kept in "
+            f"an interrupted apply of {revision} could not be resolved: {exc}. The journal is kept in "
             f"{node.store.root / 'journal.json'}; fix the proxy and run the agent again"
         ) from None
     node.store.clear_journal()
-    node.store.append_history(
-        {
-            "at": utc_now(),
-            "revision": journal["revision"],
-            "outcome": "recovered",
-            "detail": outcome,
-            "source": "recovery",
-        }
-    )
+    node.store.append_history(entry)
     return outcome
+
+
+def _restore(node: Node, journal: Mapping[str, Any], live: LiveState) -> None:
+    """Put the proxies back as the journal found them."""
+    old_caddy = journal["oldCaddy"]
+    if live.caddy.config != old_caddy:
+        node.caddy.load(old_caddy)
+    if bool(journal.get("nginxNeeded")) and node.nginx is not None:
+        old_folder = journal.get("oldNginxFolder")
+        node.nginx.deactivate(Path(old_folder) if old_folder else None)
+        last = node.store.last_applied()
+        listeners = (
+            [_listener_from(x) for x in last.nginx_listeners]
+            if last is not None and last.nginx_files == node.nginx.read_active()
+            else []
+        )
+        node.nginx.reload_and_verify(listeners)
