@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hecate_agent.apply import apply_prepared, prepare
+from hecate_agent.engine.transaction import apply_prepared, prepare
 from hecate_agent.sources.directory import read_directory
 from hecate_agent.spec.loader import load_specs
 from tests.support.node import NodeUnderTest, running_proxies

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
 
-from hecate_agent.apply import apply_prepared, prepare
+from hecate_agent.engine.transaction import apply_prepared, prepare
 from hecate_agent.spec.loader import SourceFile, load_specs
 from tests.helpers import dump_yaml, route, stream
 from tests.support.http import Upstream

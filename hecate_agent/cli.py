@@ -118,10 +118,10 @@ def _render_caddy_or_exit(state: DesiredState) -> str:
     import os
     import shutil
 
-    from hecate_agent.proxies.caddy import CaddyError, detect_capabilities
     from hecate_agent.redaction import MASK
     from hecate_agent.render.caddy import CaddyCapabilities, RenderError, render_caddy, to_json
     from hecate_agent.secrets import is_sensitive, references_of
+    from hecate_agent.targets.caddy_admin import CaddyError, detect_capabilities
 
     capabilities = CaddyCapabilities()
     if shutil.which("caddy"):
@@ -165,7 +165,7 @@ def schema(output: Path | None) -> None:
         click.echo(f"wrote {written}")
 
 
-from hecate_agent.commands import register  # noqa: E402  (the node commands live in their own module)
+from hecate_agent.runtime.commands import register  # noqa: E402  (the node commands live in their own module)
 
 register(cli)
 

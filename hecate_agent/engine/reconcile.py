@@ -17,7 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from hecate_agent.apply import (
+from hecate_agent.engine.outcomes import SUCCEEDED, Outcome
+from hecate_agent.engine.transaction import (
     ApplyError,
     ApplyResult,
     Node,
@@ -29,13 +30,12 @@ from hecate_agent.apply import (
     prepare,
     recover,
 )
-from hecate_agent.engine.outcomes import SUCCEEDED, Outcome
 from hecate_agent.errors import HecateError, SpecProblem
 from hecate_agent.render.caddy import RenderError
 from hecate_agent.report import problem_line
 from hecate_agent.secrets import SecretError
 from hecate_agent.spec.loader import DesiredState, ParseCache, SourceFile, load_specs
-from hecate_agent.status import update_status
+from hecate_agent.store.status import update_status
 
 SHOWN_PROBLEMS = 5
 QUARANTINE_ROUNDS = 3
@@ -230,9 +230,7 @@ class Engine:
             fields.setdefault("drift", {"detected": False, "at": None, "resources": []})
         if result.outcome is not Outcome.SOURCE_ERROR and result.revision is not None:
             fields.setdefault("desired_revision", result.revision)
-        return update_status(
-            self.node.store, self.node.settings.node.name, last_attempt=result.attempt(), **fields
-        )
+        return update_status(self.node.store, self.node.settings.node.name, last_attempt=result.attempt(), **fields)
 
 
 def _quarantine(

@@ -34,16 +34,16 @@ from hecate_agent.engine.outcomes import Outcome
 from hecate_agent.engine.verify import Probe, probes_for, run_probes
 from hecate_agent.errors import HecateError
 from hecate_agent.plan import Plan, caddy_resources, make_plan, nginx_resources
-from hecate_agent.proxies import sockets
-from hecate_agent.proxies.caddy import CaddyAdmin, CaddyConflictError, CaddyError, LiveConfig
-from hecate_agent.proxies.nginx import NginxError, NginxSettings, NginxStreams
 from hecate_agent.render.bundle import Rendered, fingerprint, render_all
 from hecate_agent.render.caddy import ID_PREFIX, CaddyCapabilities, CaddySettings, RenderCache, merge, parse_listen
 from hecate_agent.render.nginx import Listener
 from hecate_agent.secrets import SecretResolver, VaultClient
 from hecate_agent.settings import AgentSettings
 from hecate_agent.spec.loader import DesiredState
-from hecate_agent.state import Snapshot, StateStore, utc_now
+from hecate_agent.store.state import Snapshot, StateStore, utc_now
+from hecate_agent.targets import sockets
+from hecate_agent.targets.caddy_admin import CaddyAdmin, CaddyConflictError, CaddyError, LiveConfig
+from hecate_agent.targets.nginx_streams import NginxError, NginxSettings, NginxStreams
 
 PAUSE_VARIABLE = "HECATE_AGENT_TEST_PAUSE_AT"  # test-only: see the module docstring
 EXIT_FAILED = 1
@@ -108,7 +108,7 @@ class Node:
             else None
         )
         if capabilities is None:
-            from hecate_agent.proxies.caddy import detect_capabilities
+            from hecate_agent.targets.caddy_admin import detect_capabilities
 
             try:
                 capabilities = detect_capabilities(settings.caddy.binary)
@@ -531,7 +531,9 @@ def _apply_prepared(node: Node, prepared: Prepared, *, allow_mass_delete: bool, 
     if node.nginx is not None and transaction.nginx_activated is not None:
         keep = [transaction.nginx_activated] + ([transaction.nginx_previous] if transaction.nginx_previous else [])
         node.nginx.prune(keep)
-    result = ApplyResult(Outcome.APPLIED, prepared.rendered.revision, time.monotonic() - started, plan, transaction.steps)
+    result = ApplyResult(
+        Outcome.APPLIED, prepared.rendered.revision, time.monotonic() - started, plan, transaction.steps
+    )
     _history(node, result, source)
     return result
 

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 if TYPE_CHECKING:
-    from hecate_agent.apply import Node, Prepared
-    from hecate_agent.consul_status import ConsulPublisher
+    from hecate_agent.engine.transaction import Node, Prepared
     from hecate_agent.settings import AgentSettings
     from hecate_agent.spec.loader import SourceFile
+    from hecate_agent.store.consul_status import ConsulPublisher
 
 PLAN_NO_CHANGES, PLAN_CHANGES, PLAN_ERROR = 0, 2, 1
 SAVED_PLAN_KEY = "hecatePlan"
@@ -44,7 +44,7 @@ def _settings(ctx: click.Context) -> AgentSettings:
 
 
 def _node(ctx: click.Context) -> Node:
-    from hecate_agent.apply import Node
+    from hecate_agent.engine.transaction import Node
 
     return Node.from_settings(_settings(ctx))
 
@@ -75,7 +75,7 @@ def _read_specs(path: Path) -> tuple[list[SourceFile], str]:
 
 
 def _prepare(node: Node, files: list[SourceFile], revision: str) -> Prepared:
-    from hecate_agent.apply import prepare
+    from hecate_agent.engine.transaction import prepare
     from hecate_agent.errors import HecateError
     from hecate_agent.render.caddy import RenderError
     from hecate_agent.spec.loader import load_specs
@@ -105,7 +105,7 @@ def _print_plan(plan: Any, output_format: str) -> None:
 @contextlib.contextmanager
 def _apply_exit_codes(node: Node) -> Iterator[None]:
     """What apply and rollback tell the operator when the transaction fails, and the exit code."""
-    from hecate_agent.apply import ApplyError, RollbackError
+    from hecate_agent.engine.transaction import ApplyError, RollbackError
     from hecate_agent.errors import HecateError
 
     try:
@@ -139,7 +139,7 @@ def plan(ctx: click.Context, path: Path | None, against: str | None, output_form
         _offline_plan(path or Path("."), against, output_format)
         return
     settings = _settings(ctx)
-    from hecate_agent.apply import Node
+    from hecate_agent.engine.transaction import Node
 
     node = Node.from_settings(settings)
     try:
@@ -185,7 +185,7 @@ def _offline_plan(path: Path, against: str, output_format: str) -> None:
 
 
 def _save_plan(out: Path, prepared: Prepared, files: list[SourceFile]) -> None:
-    from hecate_agent.state import write_atomic
+    from hecate_agent.store.state import write_atomic
 
     saved = {
         SAVED_PLAN_KEY: 1,
@@ -217,7 +217,7 @@ def _load_saved_plan(path: Path) -> dict[str, Any] | None:
 @click.pass_context
 def apply(ctx: click.Context, target: Path | None, yes: bool, allow_mass_delete: bool, output_format: str) -> None:
     """Apply PATH (a spec folder) or a plan saved with `plan --out`. Exit 0 / 1 rolled back / 3 rollback failed."""
-    from hecate_agent.apply import Node, apply_prepared, recover
+    from hecate_agent.engine.transaction import Node, apply_prepared, recover
     from hecate_agent.spec.loader import SourceFile
 
     settings = _settings(ctx)
@@ -263,8 +263,8 @@ def apply(ctx: click.Context, target: Path | None, yes: bool, allow_mass_delete:
 @click.pass_context
 def run(ctx: click.Context) -> None:
     """Run the agent: follow the source, apply, heal drift, serve /healthz /readyz /status /metrics."""
-    from hecate_agent.daemon import run as run_daemon
     from hecate_agent.errors import HecateError
+    from hecate_agent.runtime.daemon import run as run_daemon
     from hecate_agent.settings import SettingsError
 
     try:
@@ -290,8 +290,8 @@ def status(ctx: click.Context, output_format: str, fleet: bool, wait_for: str | 
     path = settings.state_dir / "status.json"
     if not path.exists():
         fail(f"no status yet ({path} does not exist): nothing was applied on this node")
-    from hecate_agent.state import StateStore
-    from hecate_agent.status import update_status
+    from hecate_agent.store.state import StateStore
+    from hecate_agent.store.status import update_status
 
     # Refresh what can change without an apply (suspend/resume), then show it.
     data = update_status(StateStore(settings.state_dir), settings.node.name)
@@ -311,7 +311,7 @@ def status(ctx: click.Context, output_format: str, fleet: bool, wait_for: str | 
 
 def _consul(settings: AgentSettings, what: str) -> ConsulPublisher:
     """A Consul client from agent.yaml's `consul` section, or exit saying what needs it."""
-    from hecate_agent.consul_status import ConsulPublisher
+    from hecate_agent.store.consul_status import ConsulPublisher
 
     if settings.consul is None:
         fail(f"{what} needs consul settings (consul.address) in agent.yaml")
@@ -412,7 +412,7 @@ def _print_fleet(nodes: list[dict[str, Any]], output_format: str) -> None:
 @click.pass_context
 def history(ctx: click.Context, limit: int) -> None:
     """Applied revisions and attempts, newest last."""
-    from hecate_agent.state import StateStore
+    from hecate_agent.store.state import StateStore
 
     settings = _settings(ctx)
     entries = StateStore(settings.state_dir).history()[-limit:]
@@ -434,7 +434,7 @@ def history(ctx: click.Context, limit: int) -> None:
 @click.pass_context
 def rollback(ctx: click.Context, revision: str | None, previous: bool, yes: bool) -> None:
     """Re-apply a stored snapshot (REV or --previous) and suspend automatic sync."""
-    from hecate_agent.apply import (
+    from hecate_agent.engine.transaction import (
         apply_prepared,
         prepare_rendered,
         recover,
@@ -469,7 +469,7 @@ def rollback(ctx: click.Context, revision: str | None, previous: bool, yes: bool
 @click.pass_context
 def suspend(ctx: click.Context, reason: str) -> None:
     """Stop automatic sync on this node until `resume` (manual apply still works)."""
-    from hecate_agent.state import StateStore
+    from hecate_agent.store.state import StateStore
 
     settings = _settings(ctx)
     StateStore(settings.state_dir).suspend(reason, by=os.environ.get("SUDO_USER") or os.environ.get("USER", "unknown"))
@@ -480,7 +480,7 @@ def suspend(ctx: click.Context, reason: str) -> None:
 @click.pass_context
 def resume(ctx: click.Context) -> None:
     """Let automatic sync apply new revisions again."""
-    from hecate_agent.state import StateStore
+    from hecate_agent.store.state import StateStore
 
     settings = _settings(ctx)
     if StateStore(settings.state_dir).resume():
@@ -501,7 +501,7 @@ def rollout_resume(ctx: click.Context, revision: str) -> None:
     """Lift the halt on REVISION, so the nodes that refused it take it again."""
     import consul
 
-    from hecate_agent.rollout import resume as lift
+    from hecate_agent.runtime.rollout import resume as lift
 
     settings = _settings(ctx)
     publisher = _consul(settings, "rollout coordination")

@@ -38,7 +38,7 @@ from typing import Any, Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from hecate_agent.apply import (
+from hecate_agent.engine.transaction import (
     ApplyError,
     Node,
     RollbackError,
@@ -52,7 +52,6 @@ from hecate_agent.apply import (
     resources_of,
     snapshot_rendered,
 )
-from hecate_agent.consul_status import ConsulPublisher
 from hecate_agent.errors import HecateError, SpecProblem
 from hecate_agent.logs import get_logger
 from hecate_agent.metrics import Metrics
@@ -60,8 +59,8 @@ from hecate_agent.render.bundle import fingerprint
 from hecate_agent.render.caddy import RenderError, parse_listen
 from hecate_agent.render.nginx import listeners_of
 from hecate_agent.report import problem_line
-from hecate_agent.rollout import RolloutCoordinator, RolloutError, RolloutHaltedError
-from hecate_agent.sdnotify import Notifier
+from hecate_agent.runtime.rollout import RolloutCoordinator, RolloutError, RolloutHaltedError
+from hecate_agent.runtime.sdnotify import Notifier
 from hecate_agent.secrets import SecretError
 from hecate_agent.settings import AgentSettings, load_settings
 from hecate_agent.sources.directory import read_directory
@@ -69,8 +68,9 @@ from hecate_agent.sources.git import ForcePushRefusedError, GitError, GitSource,
 from hecate_agent.spec.loader import DesiredState, ParseCache, SourceFile, load_specs, snapshot_digest
 from hecate_agent.spec.models import PRESET_PORTS
 from hecate_agent.spec.types import Duration
-from hecate_agent.state import Snapshot, utc_now
-from hecate_agent.status import read_status, update_status
+from hecate_agent.store.consul_status import ConsulPublisher
+from hecate_agent.store.state import Snapshot, utc_now
+from hecate_agent.store.status import read_status, update_status
 
 BACKOFF_BASE = 2.0
 BACKOFF_CAP = 300.0

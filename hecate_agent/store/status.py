@@ -25,7 +25,7 @@ from typing import Any
 
 from hecate_agent import __version__, redaction
 from hecate_agent.engine.outcomes import PHASE_OF, SUCCEEDED, Phase, outcome_of
-from hecate_agent.state import StateStore, utc_now, write_atomic
+from hecate_agent.store.state import StateStore, utc_now, write_atomic
 
 _LOCKS: dict[Path, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()

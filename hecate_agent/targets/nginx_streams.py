@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hecate_agent.errors import HecateError
-from hecate_agent.proxies import sockets
 from hecate_agent.render.nginx import Listener
+from hecate_agent.targets import sockets
 
 INCLUDE_SNIPPET = """\
 # In the main nginx.conf (Debian: /etc/nginx/nginx.conf), at top level, next to http {{}}:

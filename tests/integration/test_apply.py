@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from hecate_agent.apply import ApplyError, apply_prepared, owned_part, prepare, read_live, recover
+from hecate_agent.engine.transaction import ApplyError, apply_prepared, owned_part, prepare, read_live, recover
 from hecate_agent.render.bundle import fingerprint, render_all
 from hecate_agent.render.caddy import RATE_LIMIT_MODULE, CaddyCapabilities
 from hecate_agent.sources.directory import read_directory

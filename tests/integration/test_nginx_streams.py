@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from hecate_agent.proxies.nginx import NginxReloadError, NginxSetupError, NginxStreams, PortConflictError
 from hecate_agent.render.nginx import all_listeners, render_nginx
 from hecate_agent.spec.loader import DesiredState
+from hecate_agent.targets.nginx_streams import NginxReloadError, NginxSetupError, NginxStreams, PortConflictError
 from tests.helpers import SAMPLE_REPO, desired_state, stream
 from tests.support.nginx import NginxInstance
 from tests.support.servers import TcpEcho, UdpEcho, free_port, serving, tcp_exchange, udp_exchange, wait_until
@@ -217,7 +217,7 @@ def test_netlink_and_proc_agree_on_who_listens() -> None:
     """The fast sock_diag path and the /proc fallback see the same listeners, v4 and v6, TCP and UDP."""
     import socket as socket_module
 
-    from hecate_agent.proxies import sockets
+    from hecate_agent.targets import sockets
 
     opened = []
     try:

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from hecate_agent import redaction
-from hecate_agent.consul_status import ConsulPublisher
-from hecate_agent.rollout import RolloutCoordinator, RolloutHaltedError, resume
+from hecate_agent.runtime.rollout import RolloutCoordinator, RolloutHaltedError, resume
 from hecate_agent.secrets import Reference, SecretError, SecretResolver, VaultClient
 from hecate_agent.settings import VaultSettings
+from hecate_agent.store.consul_status import ConsulPublisher
 
 CONSUL = os.environ.get("CONSUL_HTTP_ADDR")
 VAULT = os.environ.get("VAULT_ADDR")

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from hecate_agent.proxies.nginx import includes_stream_dir
 from hecate_agent.render.nginx import _token, all_listeners, render_nginx
 from hecate_agent.spec.loader import SourceFile, load_specs
+from hecate_agent.targets.nginx_streams import includes_stream_dir
 from tests.helpers import ROOT, SAMPLE_REPO, dump_yaml, stream
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from hecate_agent.engine.outcomes import Outcome, Phase
-from hecate_agent.state import Snapshot, StateStore, write_atomic
-from hecate_agent.status import compose_status, phase_of, update_status
+from hecate_agent.store.state import Snapshot, StateStore, write_atomic
+from hecate_agent.store.status import compose_status, phase_of, update_status
 
 ROUNDS = 150
 
