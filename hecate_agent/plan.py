@@ -286,7 +286,7 @@ def make_plan(
                     if contains_secret(c.before, secrets) or contains_secret(c.after, secrets)
                 ]
         drift: list[FieldChange] = []
-        if last is not None and last.get(key) != have and not (last.get(key) in (None, {}) and have in (None, {})):
+        if last is not None and _drifted(last.get(key), have):
             drift = json_diff(last.get(key), have)
         changes.append(ResourceChange(kind, name, action, _redacted(fields, secrets), _redacted(drift, secrets)))
     config_fields: list[FieldChange] = []
@@ -304,6 +304,16 @@ def make_plan(
         unmanaged=tuple(unmanaged),
         notes=tuple(notes),
     )
+
+
+def _drifted(last: Any, live: Any) -> bool:
+    """Live differs from what the agent last put in place (absent and empty are the same)."""
+    return bool(last != live and not (last in (None, {}) and live in (None, {})))
+
+
+def drifted_resources(last: Mapping[str, Any], live: Mapping[str, Any]) -> list[str]:
+    """The keys whose live resource drifted from the last applied one: the one definition of drift."""
+    return sorted(k for k in set(last) | set(live) if _drifted(last.get(k), live.get(k)))
 
 
 def offline_plan(

@@ -57,6 +57,7 @@ class Result:
     retry_in: float = 0.0  # PACED: when to try again
     halted_by: str | None = None
     blocks: bool = False  # do not retry this revision until a new one arrives
+    attempted: bool = True  # False: ended before anything was tried (known bad, unchanged): keep lastAttempt
 
     @property
     def succeeded(self) -> bool:
@@ -64,7 +65,7 @@ class Result:
 
     def attempt(self) -> dict[str, Any] | None:
         """The status document's `lastAttempt` (None for outcomes that are not an attempt)."""
-        if self.outcome in (Outcome.PACED, Outcome.SUSPENDED, Outcome.SOURCE_ERROR):
+        if not self.attempted or self.outcome in (Outcome.PACED, Outcome.SUSPENDED, Outcome.SOURCE_ERROR):
             return None
         attempt: dict[str, Any] = {"revision": self.revision, "outcome": self.outcome, "error": self.error}
         if self.halted_by:
@@ -225,7 +226,7 @@ class Engine:
 
     def publish(self, result: Result, **fields: Any) -> dict[str, Any]:
         """Write the status document for this reconcile: once, with its outcome and reason."""
-        if result.succeeded:
+        if result.succeeded and result.attempted:
             fields.setdefault("quarantined", result.quarantined)
             fields.setdefault("drift", {"detected": False, "at": None, "resources": []})
         if result.outcome is not Outcome.SOURCE_ERROR and result.revision is not None:

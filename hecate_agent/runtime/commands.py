@@ -1,30 +1,19 @@
-"""Operator commands that act on this node: plan, apply, status, history, rollback, suspend, resume.
-
-Exit codes (DESIGN.md): plan 0 no changes / 2 changes / 1 error; apply 0 applied
-or nothing to do / 1 failed and rolled back / 3 failed and the rollback failed.
+"""Operator commands that act on this node: run, status (and the fleet's), history, suspend, resume,
+rollout. `plan`, `apply` and `rollback` live in apply_commands.py.
 """
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import json
 import os
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 if TYPE_CHECKING:
-    from hecate_agent.engine.transaction import Node, Prepared
     from hecate_agent.settings import AgentSettings
-    from hecate_agent.spec.loader import SourceFile
     from hecate_agent.store.consul_status import ConsulPublisher
-
-PLAN_NO_CHANGES, PLAN_CHANGES, PLAN_ERROR = 0, 2, 1
-SAVED_PLAN_KEY = "hecatePlan"
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -43,220 +32,11 @@ def _settings(ctx: click.Context) -> AgentSettings:
         fail(f"invalid agent settings:\n{exc}")
 
 
-def _node(ctx: click.Context) -> Node:
-    from hecate_agent.engine.transaction import Node
-
-    return Node.from_settings(_settings(ctx))
-
-
-def _specs_path(path: Path | None, settings: AgentSettings) -> Path:
-    if path is not None:
-        return path
-    if settings.source.directory is not None:
-        return settings.source.directory
-    fail("no PATH given and no source.directory in the agent settings; pass the spec folder")
-
-
-def _read_specs(path: Path) -> tuple[list[SourceFile], str]:
-    """Files and revision of a spec folder; exits 1 with every problem if they do not validate."""
-    from hecate_agent.report import render_text
-    from hecate_agent.sources import git
-    from hecate_agent.sources.directory import read_directory
-    from hecate_agent.spec.loader import load_specs, snapshot_digest
-
-    files, problems = read_directory(path)
-    result = load_specs(files)
-    problems = sorted(problems + result.problems)
-    if problems:
-        sys.stderr.write(render_text(problems, result.counts, str(path)))
-        sys.exit(1)
-    revision = git.describe(path) or f"sha256:{snapshot_digest(files)}"
-    return files, revision
-
-
-def _prepare(node: Node, files: list[SourceFile], revision: str) -> Prepared:
-    from hecate_agent.engine.transaction import prepare
-    from hecate_agent.errors import HecateError
-    from hecate_agent.render.caddy import RenderError
-    from hecate_agent.spec.loader import load_specs
-
-    state = load_specs(files).state
-    if state is None:
-        fail("the specs did not validate")
-    try:
-        return prepare(node, state, revision)
-    except RenderError as exc:
-        fail("cannot render for this node:\n  " + "\n  ".join(exc.problems))
-    except HecateError as exc:
-        fail(str(exc))
-
-
-def _print_plan(plan: Any, output_format: str) -> None:
-    from hecate_agent.plan_report import RENDERERS, render_text
-    from hecate_agent.redaction import scrub
-
-    # The plan already hides changed secret fields; this is the belt to those braces.
-    if output_format == "text":
-        sys.stdout.write(scrub(render_text(plan, colour=sys.stdout.isatty() and "NO_COLOR" not in os.environ)))
-    else:
-        sys.stdout.write(scrub(RENDERERS[output_format](plan)))
-
-
-@contextlib.contextmanager
-def _apply_exit_codes(node: Node) -> Iterator[None]:
-    """What apply and rollback tell the operator when the transaction fails, and the exit code."""
-    from hecate_agent.engine.transaction import ApplyError, RollbackError
-    from hecate_agent.errors import HecateError
-
-    try:
-        yield
-    except RollbackError as exc:
-        fail(
-            f"{exc}\nThe node may be half-applied: check Caddy and Nginx before anything else.", RollbackError.exit_code
-        )
-    except ApplyError as exc:
-        fail(f"{exc}\nEverything was put back as it was.", ApplyError.exit_code)
-    except HecateError as exc:
-        fail(str(exc))
-    finally:
-        node.close()
-
-
 def register(cli: click.Group) -> None:
+    from hecate_agent.runtime.apply_commands import apply, plan, rollback
+
     for command in (plan, apply, run, status, history, rollback, suspend, resume, rollout):
         cli.add_command(command)
-
-
-@click.command()
-@click.argument("path", type=click.Path(exists=True, path_type=Path), required=False)
-@click.option("--against", "against", metavar="REV", help="Compare with a Git revision instead of the live proxies.")
-@click.option("--format", "output_format", type=click.Choice(["text", "json", "markdown"]), default="text")
-@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), help="Save the plan for `apply FILE`.")
-@click.pass_context
-def plan(ctx: click.Context, path: Path | None, against: str | None, output_format: str, out: Path | None) -> None:
-    """Show what applying PATH would change. Exit 0 no changes, 2 changes, 1 error."""
-    if against is not None:
-        _offline_plan(path or Path("."), against, output_format)
-        return
-    settings = _settings(ctx)
-    from hecate_agent.engine.transaction import Node
-
-    node = Node.from_settings(settings)
-    try:
-        files, revision = _read_specs(_specs_path(path, settings))
-        prepared = _prepare(node, files, revision)
-    finally:
-        node.close()
-    _print_plan(prepared.plan, output_format)
-    if out is not None:
-        _save_plan(out, prepared, files)
-        click.echo(f"Saved the plan to {out}; apply it with: hecate-agent apply {out}", err=True)
-    sys.exit(PLAN_CHANGES if prepared.plan.has_changes else PLAN_NO_CHANGES)
-
-
-def _offline_plan(path: Path, against: str, output_format: str) -> None:
-    from hecate_agent.plan import offline_plan
-    from hecate_agent.render.bundle import spec_documents
-    from hecate_agent.report import render_text
-    from hecate_agent.sources import git
-    from hecate_agent.spec.loader import load_specs
-
-    files, revision = _read_specs(path)
-    found = git.repository_of(path)
-    if found is None:
-        fail(f"{path} is not inside a Git work tree, so --against {against} has nothing to compare with")
-    top, inside = found
-    try:
-        base_files, base_problems = git.read_tree(top, against, inside)
-    except git.GitError as exc:
-        fail(str(exc))
-    base = load_specs(base_files)
-    base.problems = sorted(base_problems + base.problems)
-    if base.problems:
-        base.state = None
-    if base.state is None:
-        sys.stderr.write(render_text(base.problems, base.counts, f"{against}"))
-        fail(f"the specs at {against} do not validate, so there is no base to compare with")
-    head = load_specs(files).state
-    assert head is not None  # _read_specs exits otherwise
-    result = offline_plan(revision, against, spec_documents(head), spec_documents(base.state))
-    _print_plan(result, output_format)
-    sys.exit(PLAN_CHANGES if result.has_changes else PLAN_NO_CHANGES)
-
-
-def _save_plan(out: Path, prepared: Prepared, files: list[SourceFile]) -> None:
-    from hecate_agent.store.state import write_atomic
-
-    saved = {
-        SAVED_PLAN_KEY: 1,
-        "revision": prepared.rendered.revision,
-        "desiredFingerprint": prepared.rendered.fingerprint,
-        "liveFingerprint": prepared.live.fingerprint,
-        "plan": prepared.plan.to_dict(),
-        # The specs, not the rendered config: `${VAR}` references stay unresolved in the file.
-        "files": [{"path": f.path, "data": base64.b64encode(f.data).decode()} for f in files],
-    }
-    write_atomic(out, (json.dumps(saved, indent=2) + "\n").encode(), 0o600)
-
-
-def _load_saved_plan(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return data if isinstance(data, dict) and data.get(SAVED_PLAN_KEY) == 1 else None
-
-
-@click.command()
-@click.argument("target", type=click.Path(exists=True, path_type=Path), required=False)
-@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--allow-mass-delete", is_flag=True, help="Allow a plan that deletes most managed resources.")
-@click.option("--format", "output_format", type=click.Choice(["text", "json", "markdown"]), default="text")
-@click.pass_context
-def apply(ctx: click.Context, target: Path | None, yes: bool, allow_mass_delete: bool, output_format: str) -> None:
-    """Apply PATH (a spec folder) or a plan saved with `plan --out`. Exit 0 / 1 rolled back / 3 rollback failed."""
-    from hecate_agent.engine.transaction import Node, apply_prepared, recover
-    from hecate_agent.spec.loader import SourceFile
-
-    settings = _settings(ctx)
-    saved = _load_saved_plan(target) if target is not None else None
-    if saved is not None:
-        files = [SourceFile(f["path"], base64.b64decode(f["data"])) for f in saved["files"]]
-        revision = str(saved["revision"])
-    else:
-        files, revision = _read_specs(_specs_path(target, settings))
-    node = Node.from_settings(settings)
-    with _apply_exit_codes(node), node.store.lock():
-        recovered = recover(node)
-        if recovered:
-            click.echo(f"Resolved an interrupted apply: {recovered}.", err=True)
-        prepared = _prepare(node, files, revision)
-        if saved is not None:
-            if prepared.rendered.fingerprint != saved["desiredFingerprint"]:
-                fail(
-                    "the saved plan renders differently on this node now (settings or environment changed); plan again"
-                )
-            if prepared.live.fingerprint != saved["liveFingerprint"]:
-                fail("the live proxies changed since the plan was made; the saved plan is stale, plan again")
-        _print_plan(prepared.plan, output_format)
-        if node.store.suspension():
-            click.echo("Note: automatic sync is suspended on this node; this manual apply goes ahead.", err=True)
-        if (
-            not prepared.plan.has_changes
-            and prepared.last
-            and prepared.last.fingerprint == prepared.rendered.fingerprint
-        ):
-            apply_prepared(node, prepared, source="cli")
-            click.echo("Nothing to do.")
-            return
-        if not yes and saved is None:
-            if not sys.stdin.isatty():
-                fail("refusing to apply without confirmation: no terminal to ask on. Pass --yes")
-            click.confirm("Apply these changes to this node?", abort=True)
-        result = apply_prepared(node, prepared, allow_mass_delete=allow_mass_delete, source="cli")
-        click.echo(f"Applied {result.revision} in {result.seconds:.2f} s ({', '.join(result.steps) or 'no-op'}).")
 
 
 @click.command()
@@ -310,17 +90,14 @@ def status(ctx: click.Context, output_format: str, fleet: bool, wait_for: str | 
 
 
 def _consul(settings: AgentSettings, what: str) -> ConsulPublisher:
-    """A Consul client from agent.yaml's `consul` section, or exit saying what needs it."""
-    from hecate_agent.store.consul_status import ConsulPublisher
+    """A Consul client from agent.yaml's `consul` section (the daemon's, built by the same
+    function), or exit saying what needs it."""
+    from hecate_agent.runtime.fleet import make_publisher
 
-    if settings.consul is None:
+    publisher = make_publisher(settings)
+    if publisher is None:
         fail(f"{what} needs consul settings (consul.address) in agent.yaml")
-    return ConsulPublisher(
-        settings.consul.address,
-        settings.node.name,
-        prefix=settings.consul.prefix,
-        token_file=settings.consul.token_file,
-    )
+    return publisher
 
 
 def _fleet_status(settings: AgentSettings, output_format: str, wait_for: str | None, timeout: str) -> None:
@@ -428,43 +205,6 @@ def history(ctx: click.Context, limit: int) -> None:
 
 
 @click.command()
-@click.argument("revision", required=False)
-@click.option("--previous", is_flag=True, help="The snapshot before the last applied one.")
-@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-@click.pass_context
-def rollback(ctx: click.Context, revision: str | None, previous: bool, yes: bool) -> None:
-    """Re-apply a stored snapshot (REV or --previous) and suspend automatic sync."""
-    from hecate_agent.engine.transaction import (
-        apply_prepared,
-        prepare_rendered,
-        recover,
-        snapshot_rendered,
-    )
-
-    if (revision is None) == (not previous):
-        fail("give a revision or --previous (not both)")
-    node = _node(ctx)
-    with _apply_exit_codes(node), node.store.lock():
-        recover(node)
-        snapshot = node.store.find(revision, previous=previous)
-        if snapshot is None:
-            known = ", ".join(s.revision for s in node.store.snapshots()) or "none"
-            fail(f"no stored snapshot for {revision or 'the previous revision'} (stored: {known})")
-        prepared = prepare_rendered(node, snapshot_rendered(snapshot, node.caddy_settings))
-        _print_plan(prepared.plan, "text")
-        if not yes:
-            if not sys.stdin.isatty():
-                fail("refusing to roll back without confirmation: no terminal to ask on. Pass --yes")
-            click.confirm(f"Roll this node back to {snapshot.revision}?", abort=True)
-        result = apply_prepared(node, prepared, allow_mass_delete=True, source="rollback")
-        node.store.suspend(f"rolled back to {snapshot.revision}", by="rollback")
-        click.echo(
-            f"Rolled back to {snapshot.revision} ({result.outcome}). Automatic sync is suspended: "
-            "run `hecate-agent resume` once the config repository is fixed."
-        )
-
-
-@click.command()
 @click.option("--reason", default="suspended by an operator", show_default=True)
 @click.pass_context
 def suspend(ctx: click.Context, reason: str) -> None:
@@ -513,3 +253,6 @@ def rollout_resume(ctx: click.Context, revision: str) -> None:
         click.echo(f"Lifted the halt on {revision}; the nodes take it on their next sync.")
     else:
         click.echo(f"{revision} was not halted.")
+
+
+settings_of = _settings  # the agent settings of this invocation, or exit 1 saying what is wrong

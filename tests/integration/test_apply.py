@@ -339,3 +339,30 @@ def test_plan_against_a_git_revision_offline(tmp_path: Path) -> None:
     assert "| - | `Route/old` | delete |" in out
     assert "`Route/app` | update; `spec.upstreams[0].dial`" in out
     assert '- spec.upstreams[0].dial: "10.0.0.1:80"\n+ spec.upstreams[0].dial: "10.0.0.2:80"' in out
+
+
+def test_apply_of_a_revision_failing_its_verify_probe_exits_1_and_the_previous_serves_again(
+        node: NodeUnderTest, backends, tmp_path: Path) -> None:
+    """The CLI runs the daemon's verification: a `hecate.io/verify` route answering 502 is rolled back,
+    the last-known-good is untouched, and history and status say why."""
+    a, _, echo = backends
+    repo = make_repo(tmp_path / "repo", a.dial, echo.port, free_port())
+    assert node.cli("apply", str(repo), "--yes").returncode == 0
+    lkg = json.loads((node.state_dir / "last-applied.json").read_text())
+    before = snapshot_of(node)
+    dead = route("app", "app.example.com", tls=PLAIN, upstreams=[{"dial": "127.0.0.1:9"}])
+    dead["metadata"]["labels"] = {"hecate.io/verify": "true"}
+    (repo / "routes" / "app.yaml").write_text(dump_yaml(dead))
+    result = node.cli("apply", str(repo), "--yes")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "verification failed: Route/app: GET / (Host app.example.com) answered 502" in result.stderr
+    assert "Everything was put back as it was." in result.stderr
+    assert snapshot_of(node) == before
+    assert http_get(node.caddy.http_port, "app.example.com").json()["upstream"] == "a"
+    assert json.loads((node.state_dir / "last-applied.json").read_text()) == lkg  # never recorded
+    assert not (node.state_dir / "journal.json").exists()
+    last = node.cli("history").stdout.strip().splitlines()[-1]
+    assert "rolled_back" in last and "verification failed: Route/app:" in last and "answered 502" in last
+    status = json.loads((node.state_dir / "status.json").read_text())
+    assert status["phase"] == "Degraded" and status["appliedRevision"] == lkg["revision"]
+    assert status["lastAttempt"]["outcome"] == "rolled_back" and "answered 502" in status["lastAttempt"]["error"]

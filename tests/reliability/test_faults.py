@@ -186,6 +186,12 @@ def test_caddy_down_then_back_empty_gets_the_new_revision(setup: dict[str, Any])
         node.caddy.stop()
         write_revision(setup["specs"], setup["b"].dial, setup["echo"].port, setup["port"])
         assert daemon.reconcile("file-change") == "error"  # nothing read, nothing touched
+        # The status says so, with the reason, and is not Synced (issue 13: it said Synced with no error).
+        status = json.loads((node.state_dir / "status.json").read_text())
+        assert status["phase"] == "Degraded", status
+        assert status["lastAttempt"]["outcome"] == "error"
+        assert "cannot reach Caddy's admin API" in status["lastAttempt"]["error"]
+        assert status["desiredRevision"] == status["lastAttempt"]["revision"] != status["appliedRevision"]
         assert daemon.node.nginx.read_active() == nginx_before  # type: ignore[union-attr]
         assert tcp_exchange(setup["port"]) == b"echo:ping"  # the stream kept serving throughout
         after = daemon.node.store.last_applied()
@@ -256,7 +262,8 @@ def test_nginx_reload_failing(setup: dict[str, Any]) -> None:
             sock.close()
 
     run_fault(setup, daemon, inject=inject, clear=clear,
-              write_bad=lambda: write_revision(specs, b.dial, echo.port, busy), expected_outcomes=("rolled_back",))
+              write_bad=lambda: write_revision(specs, b.dial, echo.port, busy),
+              expected_outcomes=("refused",))  # the preflight sees the busy port: nothing is changed
     assert tcp_exchange(busy) == b"echo:ping"
 
 
