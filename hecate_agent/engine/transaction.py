@@ -11,7 +11,7 @@ journal that the next start resolves to one whole revision: the new one if it
 is fully in place *and* its probes (kept in the journal) pass again, else the
 old one. An unverified revision is never recorded as last-known-good.
 
-Test hook: with `HECATE_AGENT_TEST_PAUSE_AT=<step>` in the environment, the
+Test hook: with `HECATE_TEST_PAUSE_AT=<step>` in the environment, the
 apply stops at that journal step (after writing it), writes the step's name to
 `<stateDir>/test-paused-at` and sleeps, so a test can SIGKILL it exactly there.
 Steps: prepared, caddy, nginx, applied, verified. Not for production use.
@@ -45,7 +45,7 @@ from hecate_agent.targets import sockets
 from hecate_agent.targets.caddy_admin import CaddyAdmin, CaddyConflictError, CaddyError, LiveConfig
 from hecate_agent.targets.nginx_streams import NginxError, NginxSettings, NginxStreams
 
-PAUSE_VARIABLE = "HECATE_AGENT_TEST_PAUSE_AT"  # test-only: see the module docstring
+PAUSE_VARIABLE = "HECATE_TEST_PAUSE_AT"  # test-only: see the module docstring
 EXIT_FAILED = 1
 EXIT_ROLLBACK_FAILED = 3
 MANAGED_KINDS = ("Route", "AuthPolicy", "Stream")
