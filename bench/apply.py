@@ -90,7 +90,7 @@ def measure(node: NodeUnderTest, repos: list[Path], runs: int, env: dict[str, st
             apply_prepared(n, prepared, source="bench")
         core.append(time.perf_counter() - started)
         if len(bodies) < 2:
-            bodies.append(json.dumps(prepared.merged).encode())
+            bodies.append(json.dumps(prepared.desired["caddy"]).encode())
     with tempfile.TemporaryDirectory() as scratch:
         files = []
         for index, body in enumerate(bodies):

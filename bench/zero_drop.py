@@ -176,7 +176,7 @@ def main() -> None:
                             prepared = prepare(node, states[i % 2], f"rev-{i}")
                             result = apply_prepared(node, prepared)
                             assert result.outcome == "applied"
-                            merged.setdefault(i % 2, json.dumps(prepared.merged).encode())
+                            merged.setdefault(i % 2, json.dumps(prepared.desired["caddy"]).encode())
                             during.append(time.perf_counter() - began)
                     elapsed = time.perf_counter() - started
                     stop.set()

@@ -444,7 +444,7 @@ class Daemon:
 
 
 def _nginx_changed(prepared: Prepared) -> bool:
-    return prepared.live.nginx_files != prepared.rendered.nginx_files
+    return bool(prepared.needed.get("nginx"))
 
 
 def _now() -> str:

@@ -156,7 +156,7 @@ def test_reload_that_cannot_bind_rolls_caddy_back(node: NodeUnderTest, backends,
         journal = node.state_dir / "journal.json"
         while not stop.is_set():
             try:
-                if json.loads(journal.read_text()).get("newNginxFolder"):
+                if ((json.loads(journal.read_text()).get("targets") or {}).get("nginx") or {}).get("new"):
                     squatter.bind(("127.0.0.1", late_port))
                     squatter.listen()
                     return
@@ -298,7 +298,7 @@ def test_sigkill_at_random_points_never_leaves_a_mix(node: NodeUnderTest, backen
         process.wait()
         recover(n)  # what the next start does first
         live = read_live(n)
-        found = fingerprint(owned_part(live.caddy.config, settings), live.nginx_files)
+        found = fingerprint(owned_part(live.state("caddy"), settings), live.state("nginx"))
         assert found in expected, f"round {round_number}: live state is a mix of revisions"
         seen[expected[found]] += 1
         assert not (node.state_dir / "journal.json").exists()

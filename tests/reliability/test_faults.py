@@ -124,7 +124,7 @@ def make_daemon(node: NodeUnderTest, specs: Path, *, admin_url: str | None = Non
 
 def node_state(daemon: Daemon) -> tuple[Any, dict[str, str]]:
     live = read_live(daemon.node)
-    return owned_part(live.caddy.config, daemon.node.caddy_settings), live.nginx_files
+    return owned_part(live.state("caddy"), daemon.node.caddy_settings), live.state("nginx")
 
 
 def assert_exactly_at(daemon: Daemon, expected: tuple[Any, dict[str, str]], revision: str) -> None:
