@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from hecate_agent.engine.ports import Target
+from hecate_agent.engine.verify import Probe, run_probes
 from hecate_agent.render.caddy import CaddyCapabilities, CaddySettings, RenderCache
 from hecate_agent.secrets import SecretResolver
 from hecate_agent.settings import AgentSettings
@@ -30,6 +31,7 @@ class Node:
     caddy: CaddyAdmin | Any = None
     nginx: NginxStreams | None = None
     render_cache: RenderCache = field(default_factory=RenderCache)
+    verifier: Callable[[Sequence[Probe]], list[str]] = run_probes  # failed probes as `Kind/name: why`
 
     def __post_init__(self) -> None:
         self.targets = sorted(self.targets, key=lambda t: t.order)

@@ -43,7 +43,7 @@ from hecate_agent.engine.prepare import (
     resources_of,
     snapshot_rendered,
 )
-from hecate_agent.engine.verify import Probe, run_probes
+from hecate_agent.engine.verify import Probe
 from hecate_agent.errors import HecateError
 from hecate_agent.plan import Plan
 from hecate_agent.store.state import Snapshot, StateStore, utc_now
@@ -135,7 +135,7 @@ class Transaction:
                 target.apply(prepared, record, lambda: store.write_journal(self.journal))
             self.steps.append("verify")
             journal_step(store, self.journal, "applied")
-            failures = run_probes(prepared.probes)
+            failures = self.node.verifier(prepared.probes)
             if failures:
                 raise ApplyError("verify", "verification failed: " + "; ".join(failures))
             journal_step(store, self.journal, "verified")
@@ -303,7 +303,7 @@ def recover(node: Node) -> str | None:
         if whole:
             for target in involved:
                 target.finish(records[target.name])
-            failures = run_probes([Probe.from_dict(p) for p in journal.get("probes") or []])
+            failures = node.verifier([Probe.from_dict(p) for p in journal.get("probes") or []])
         if whole and not failures:
             node.store.record(snapshot)
             outcome = f"completed revision {revision} (verified)"
