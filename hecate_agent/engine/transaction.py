@@ -46,8 +46,8 @@ from hecate_agent.engine.prepare import (
 from hecate_agent.engine.verify import Probe
 from hecate_agent.errors import HecateError
 from hecate_agent.plan import Plan
+from hecate_agent.store.migrations import migrate_journal
 from hecate_agent.store.state import Snapshot, StateStore, utc_now
-from hecate_agent.targets.caddy import owned_part
 
 __all__ = [
     "EXIT_FAILED",
@@ -63,7 +63,6 @@ __all__ = [
     "cycle_collector_paused",
     "mass_delete_check",
     "outcome_of_error",
-    "owned_part",
     "prepare",
     "prepare_rendered",
     "read_live",
@@ -148,7 +147,7 @@ class Transaction:
 
     def snapshot(self) -> Snapshot:
         rendered = self.prepared.rendered
-        fields: dict[str, Any] = {"caddy_config": {}, "nginx_files": {}, "nginx_listeners": []}
+        fields: dict[str, Any] = {}
         for target in self.node.targets:
             fields.update(target.to_snapshot(self.prepared))
         return Snapshot(
@@ -157,7 +156,7 @@ class Transaction:
             fingerprint=rendered.fingerprint,
             specs=rendered.specs,
             plan_summary=self.prepared.plan.summary(),
-            sensitive=_present(self.prepared.secrets, rendered.caddy_owned),
+            sensitive=_present(self.prepared.secrets, self.prepared.desired),
             **fields,
         )
 
@@ -265,22 +264,6 @@ def journal_step(store: StateStore, journal: dict[str, Any], step: str) -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # a test kills us here
             time.sleep(0.2)
-
-
-def migrate_journal(journal: dict[str, Any]) -> dict[str, Any]:
-    """A journal written by an agent before targets (keys oldCaddy, oldNginxFolder, newNginxFolder,
-    nginxNeeded) in today's form, so an upgrade across a crash still recovers."""
-    if "targets" in journal:
-        return journal
-    targets: dict[str, Any] = {"caddy": {"old": journal.get("oldCaddy") or {}}}
-    if journal.get("nginxNeeded"):
-        targets["nginx"] = {
-            "old": journal.get("oldNginxFolder"),
-            "new": journal.get("newNginxFolder"),
-            "listeners": (journal.get("snapshot") or {}).get("nginx_listeners") or [],
-            "restoreListeners": [],
-        }
-    return {**journal, "targets": targets}
 
 
 def recover(node: Node) -> str | None:

@@ -79,10 +79,11 @@ class Snapshot:
     revision: str
     applied_at: str
     fingerprint: str
-    caddy_config: dict[str, Any]  # the full config Caddy was given
-    nginx_files: dict[str, str]
-    nginx_listeners: list[dict[str, Any]]
-    specs: dict[str, Any]
+    # Each target's part (`Target.to_snapshot`): Caddy's full config, Nginx's files and listeners.
+    caddy_config: dict[str, Any] = field(default_factory=dict)  # the full config Caddy was given
+    nginx_files: dict[str, str] = field(default_factory=dict)
+    nginx_listeners: list[dict[str, Any]] = field(default_factory=list)
+    specs: dict[str, Any] = field(default_factory=dict)
     plan_summary: dict[str, int] = field(default_factory=dict)
     sequence: int = 0
     # The resolved secret values inside caddy_config, so that they stay redacted after a

@@ -7,7 +7,7 @@ and new folders, so a crash is resolved by pointing the link at one of them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -95,14 +95,26 @@ class NginxTarget:
     def apply(self, prepared: Prepared, record: dict[str, Any], save: Callable[[], None]) -> None:
         rendered = prepared.rendered
         try:
-            folder = self.streams.stage(rendered.nginx_files, rendered.revision)
-            record["new"] = str(folder)
-            save()
-            self.streams.activate(folder)
-            self.streams.test()
-            self.streams.reload_and_verify(rendered.listeners)
+            self.switch(rendered.nginx_files, rendered.listeners, rendered.revision, record, save)
         except NginxError as exc:
             raise ApplyError("nginx", str(exc)) from None
+
+    def switch(
+        self,
+        files: dict[str, str],
+        listeners: Sequence[Listener],
+        revision: str,
+        record: dict[str, Any],
+        save: Callable[[], None],
+    ) -> None:
+        """The one Nginx sequence: stage a revision folder (fsynced), journal it, flip the link,
+        `nginx -t`, reload and prove it took. Raises NginxError; `restore(record)` undoes it."""
+        folder = self.streams.stage(files, revision)
+        record["new"] = str(folder)
+        save()
+        self.streams.activate(folder)
+        self.streams.test()
+        self.streams.reload_and_verify(listeners)
 
     @staticmethod
     def _restore_listeners(prepared: Prepared) -> list[dict[str, Any]]:

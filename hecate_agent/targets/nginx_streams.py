@@ -186,25 +186,6 @@ class NginxStreams:
             self.settings.stream_dir.unlink()
             _fsync_dir(self.settings.stream_dir.parent)
 
-    def apply(self, files: dict[str, str], listeners: Sequence[Listener], revision: str) -> ReloadResult:
-        """Stage, switch, test, reload and verify; on any failure the previous files are put back.
-
-        A failed reload leaves the Nginx master on its old configuration (it keeps its
-        old workers), so restoring the files is enough to be consistent again.
-        """
-        self.preflight(listeners)
-        folder = self.stage(files, revision)
-        previous = self.activate(folder)
-        try:
-            self.test()
-            result = self.reload_and_verify(listeners)
-        except NginxError:
-            self.deactivate(previous)
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
-        self.prune(keep=[folder] + ([previous] if previous is not None else []))
-        return result
-
     # --- test, reload, verify ---------------------------------------------------------------
 
     def test(self) -> None:

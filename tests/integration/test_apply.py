@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from hecate_agent.engine.transaction import ApplyError, apply_prepared, owned_part, prepare, read_live, recover
+from hecate_agent.engine.transaction import ApplyError, apply_prepared, prepare, read_live, recover
 from hecate_agent.render.bundle import fingerprint, render_all
 from hecate_agent.render.caddy import RATE_LIMIT_MODULE, CaddyCapabilities
 from hecate_agent.sources.directory import read_directory
 from hecate_agent.spec.loader import load_specs
+from hecate_agent.targets.caddy import owned_part
 from tests.helpers import dump_yaml, route, stream, write_repo
 from tests.support.caddy import caddy_capabilities
 from tests.support.http import Upstream, http_get

@@ -22,10 +22,11 @@ from typing import Any
 
 import pytest
 
-from hecate_agent.engine.transaction import Node, owned_part, read_live
+from hecate_agent.engine.transaction import Node, read_live
 from hecate_agent.render.caddy import RATE_LIMIT_MODULE, CaddyCapabilities
 from hecate_agent.runtime.daemon import Daemon
 from hecate_agent.store import state as state_module
+from hecate_agent.targets.caddy import owned_part
 from tests.helpers import dump_yaml, route, stream
 from tests.support.caddy import caddy_capabilities
 from tests.support.http import Upstream, http_get

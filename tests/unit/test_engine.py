@@ -10,10 +10,11 @@ import pytest
 
 from hecate_agent.engine.outcomes import Outcome
 from hecate_agent.engine.reconcile import Engine, Result
-from hecate_agent.engine.transaction import migrate_journal, recover
+from hecate_agent.engine.transaction import recover
 from hecate_agent.errors import HecateError
 from hecate_agent.runtime.apply_commands import saved_plan_moved
 from hecate_agent.spec.loader import SourceFile
+from hecate_agent.store.migrations import migrate_journal
 from tests.fakes import Crash, CrashingStore, MemorySource, MemoryTarget, Verifier, fake_node, fake_targets
 from tests.helpers import dump_yaml, route, stream
 
