@@ -264,3 +264,26 @@ def test_source_files_are_what_the_engine_validates(world: World) -> None:
     result, _ = world.engine.reconcile("rev-x", [SourceFile("routes/bad.yaml", b"kind: [")], [], source="test")
     assert result.outcome is Outcome.INVALID and result.problems
     assert world.status()["lastAttempt"]["outcome"] == "invalid"
+
+
+@pytest.mark.parametrize("case", ["applied", "rolled_back", "invalid", "noop"])
+def test_a_reconcile_writes_the_status_exactly_once(world: World, monkeypatch: pytest.MonkeyPatch, case: str) -> None:
+    from hecate_agent.store import status as status_module
+
+    assert world.reconcile(files_of("10.0.0.1:80")).outcome is Outcome.APPLIED
+    writes: list[str] = []
+    real = status_module.write_atomic
+
+    def counting(path: Path, data: bytes, mode: int = 0o600) -> None:
+        writes.append(path.name)
+        real(path, data, mode)
+
+    monkeypatch.setattr(status_module, "write_atomic", counting)
+    files = {"applied": files_of("10.0.0.2:80"), "rolled_back": files_of("10.0.0.3:80"),
+             "invalid": {"routes/bad.yaml": "kind: ["}, "noop": files_of("10.0.0.1:80")}[case]
+    if case == "rolled_back":
+        world.target("nginx").fail_apply = "boom"
+        files = {**files, "streams/db.yaml": dump_yaml(stream("db", port=7002))}
+    result = world.reconcile(files)
+    assert result.outcome == case
+    assert writes == ["status.json"]
