@@ -6,7 +6,7 @@
   writing the journal at a chosen step: a `Crash` (a BaseException, like SIGKILL nothing
   catches it) leaves the journal and the targets exactly as they were at that instant.
 - `fake_node`: a Node with fake targets, no secrets, and a scripted verifier.
-- `MemorySource`: a Source port serving revisions from dicts of files.
+- `MemorySource`: a Source port serving revisions from dicts of files; `MemorySink`: a StatusSink.
 """
 
 from __future__ import annotations
@@ -162,6 +162,17 @@ def fake_node(root: Path, targets: list[MemoryTarget], *, verifier: Verifier | N
         targets=list(targets),  # type: ignore[arg-type]
         verifier=verifier or Verifier(),
     )
+
+
+class MemorySink:
+    """The StatusSink port (Consul, in production): keeps every document it is given."""
+
+    def __init__(self) -> None:
+        self.published: list[dict[str, Any]] = []
+
+    def publish(self, status: dict[str, Any]) -> bool:
+        self.published.append(status)
+        return True
 
 
 class MemorySource:

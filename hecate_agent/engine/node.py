@@ -6,12 +6,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from hecate_agent.engine.ports import Target
+from hecate_agent.engine.ports import Secrets, StateStorePort, Target
 from hecate_agent.engine.verify import Probe, run_probes
 from hecate_agent.render.caddy import CaddyCapabilities, CaddySettings, RenderCache
-from hecate_agent.secrets import SecretResolver
 from hecate_agent.settings import AgentSettings
-from hecate_agent.store.state import StateStore
 
 if TYPE_CHECKING:
     from hecate_agent.targets.caddy_admin import CaddyAdmin
@@ -24,9 +22,9 @@ class Node:
     targets, kept for the commands and tests that talk to a proxy directly."""
 
     settings: AgentSettings
-    store: StateStore
+    store: StateStorePort
     capabilities: CaddyCapabilities
-    resolver: SecretResolver
+    resolver: Secrets
     targets: list[Target]
     caddy: CaddyAdmin | Any = None
     nginx: NginxStreams | None = None

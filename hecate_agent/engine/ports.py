@@ -1,6 +1,13 @@
 """The engine's ports: what it needs from the world, as Protocols. Adapters implement them
 (targets/, store/, sources/, secrets.py); tests/fakes.py has in-memory ones.
 
+- `Target`: a managed system (below).
+- `Source`: where revisions come from (a Git remote, a folder; runtime/sources.py).
+- `StatusSink`: where a status document goes besides the state dir (Consul).
+- `Secrets`: resolves the references of a desired state (environment, Vault).
+- `StateStorePort`: the state dir (LKG, history, journal, lock); store/state.py.
+- `Clock`: time, for what waits or paces.
+
 A *target* is one managed system (Caddy, Nginx; Authentik and DNS next). The engine
 knows nothing of any target's layout: it asks each, in `order`, to
 
@@ -30,8 +37,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    import contextlib
+    from pathlib import Path
+
     from hecate_agent.engine.prepare import Prepared
+    from hecate_agent.errors import SpecProblem
     from hecate_agent.render.bundle import Rendered
+    from hecate_agent.secrets import Resolution
+    from hecate_agent.spec.loader import DesiredState, SourceFile
     from hecate_agent.store.state import Snapshot
 
 
@@ -63,6 +76,39 @@ class Target(Protocol):
     def finish(self, record: dict[str, Any]) -> None: ...
     def commit(self, record: dict[str, Any]) -> None: ...
     def close(self) -> None: ...
+
+
+class Source(Protocol):
+    def fetch(self) -> str: ...
+    def snapshot(self, revision: str) -> tuple[list[SourceFile], list[SpecProblem]]: ...
+    def accept(self, revision: str) -> None: ...
+
+
+class StatusSink(Protocol):
+    def publish(self, status: dict[str, Any]) -> bool:
+        """Send the newest status; False when it could not (kept for a retry by the adapter)."""
+        ...
+
+
+class Secrets(Protocol):
+    def resolve(self, state: DesiredState) -> Resolution: ...
+
+
+class StateStorePort(Protocol):
+    root: Path
+
+    def lock(self, *, wait: float = 0.0) -> contextlib.AbstractContextManager[None]: ...
+    def last_applied(self) -> Snapshot | None: ...
+    def record(self, snapshot: Snapshot) -> Snapshot: ...
+    def append_history(self, entry: dict[str, Any]) -> None: ...
+    def suspension(self) -> dict[str, Any] | None: ...
+    def journal(self) -> dict[str, Any] | None: ...
+    def write_journal(self, journal: dict[str, Any]) -> None: ...
+    def clear_journal(self) -> None: ...
+    def ensure(self) -> None: ...
+    def snapshots(self) -> list[Snapshot]: ...
+    def find(self, revision: str | None = None, *, previous: bool = False) -> Snapshot | None: ...
+    def suspend(self, reason: str, by: str) -> None: ...
 
 
 class Clock(Protocol):

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from hecate_agent.engine.outcomes import SUCCEEDED, Outcome
+from hecate_agent.engine.ports import StatusSink
 from hecate_agent.engine.transaction import (
     ApplyError,
     ApplyResult,
@@ -90,9 +91,10 @@ Pacing = Callable[[Prepared], float]  # seconds until this apply may go ahead (0
 class Engine:
     """One node's reconcile. Holds nothing between calls but the parse cache."""
 
-    def __init__(self, node: Node, *, cache: ParseCache | None = None) -> None:
+    def __init__(self, node: Node, *, cache: ParseCache | None = None, sink: StatusSink | None = None) -> None:
         self.node = node
         self.cache = cache or ParseCache()
+        self.sink = sink  # where the status goes besides the state dir (Consul)
 
     @property
     def applied_revision(self) -> str | None:
@@ -225,13 +227,17 @@ class Engine:
     # --- status ----------------------------------------------------------------------------------
 
     def publish(self, result: Result, **fields: Any) -> dict[str, Any]:
-        """Write the status document for this reconcile: once, with its outcome and reason."""
+        """Write the status document for this reconcile: once, with its outcome and reason; then
+        hand it to the sink (before a rollout slot is given back, so the fleet sees it first)."""
         if result.succeeded and result.attempted:
             fields.setdefault("quarantined", result.quarantined)
             fields.setdefault("drift", {"detected": False, "at": None, "resources": []})
         if result.outcome is not Outcome.SOURCE_ERROR and result.revision is not None:
             fields.setdefault("desired_revision", result.revision)
-        return update_status(self.node.store, self.node.settings.node.name, last_attempt=result.attempt(), **fields)
+        document = update_status(self.node.store, self.node.settings.node.name, last_attempt=result.attempt(), **fields)
+        if self.sink is not None:
+            self.sink.publish(document)
+        return document
 
 
 def _quarantine(

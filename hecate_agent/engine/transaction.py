@@ -32,7 +32,7 @@ from typing import Any
 from hecate_agent.engine.errors import EXIT_FAILED, EXIT_ROLLBACK_FAILED, ApplyError, RefusedError, RollbackError
 from hecate_agent.engine.node import Node
 from hecate_agent.engine.outcomes import Outcome
-from hecate_agent.engine.ports import Target
+from hecate_agent.engine.ports import StateStorePort, Target
 from hecate_agent.engine.prepare import (
     LiveState,
     Prepared,
@@ -47,7 +47,7 @@ from hecate_agent.engine.verify import Probe
 from hecate_agent.errors import HecateError
 from hecate_agent.plan import Plan
 from hecate_agent.store.migrations import migrate_journal
-from hecate_agent.store.state import Snapshot, StateStore, utc_now
+from hecate_agent.store.state import Snapshot, utc_now
 
 __all__ = [
     "EXIT_FAILED",
@@ -255,7 +255,7 @@ def outcome_of_error(error: BaseException | None) -> Outcome:
     return Outcome.ERROR
 
 
-def journal_step(store: StateStore, journal: dict[str, Any], step: str) -> None:
+def journal_step(store: StateStorePort, journal: dict[str, Any], step: str) -> None:
     """Write the journal at `step` (and honour the test-only pause hook, see the module docstring)."""
     journal["step"] = step
     store.write_journal(journal)

@@ -36,7 +36,7 @@ from hecate_agent.errors import HecateError
 from hecate_agent.logs import get_logger
 from hecate_agent.metrics import Metrics
 from hecate_agent.runtime import triggers
-from hecate_agent.runtime.fleet import RolloutGate, make_coordinator, make_publisher
+from hecate_agent.runtime.fleet import ConsulSink, RolloutGate, make_coordinator, make_publisher
 from hecate_agent.runtime.http import Surface
 from hecate_agent.runtime.policy import Policy
 from hecate_agent.runtime.sdnotify import Notifier
@@ -97,13 +97,12 @@ class Daemon:
         self.consul = make_publisher(settings)
         coordinator = make_coordinator(settings, self.consul, self.stopping)
         self.gate = (
-            RolloutGate(
-                coordinator, stopping=self.stopping, retry=self.worker.retry_soon, published=self.publish_status
-            )
+            RolloutGate(coordinator, stopping=self.stopping, retry=self.worker.retry_soon)
             if coordinator is not None
             else None
         )
-        self.engine = Engine(self.node, cache=ParseCache())
+        sink = ConsulSink(self.consul, self.metrics.consul_failures) if self.consul is not None else None
+        self.engine = Engine(self.node, cache=ParseCache(), sink=sink)
 
     def publish_status(self, status: dict[str, Any] | None = None) -> None:
         """Send the status to Consul (the newest only; retried by the heartbeat)."""
@@ -196,18 +195,17 @@ class Daemon:
         """One reconcile; returns its outcome. Whatever happens, the status says what and why."""
         started = time.monotonic()
         try:
-            result, document = self._reconcile(trigger)
+            result = self._reconcile(trigger)
         except Exception as exc:  # the daemon must survive anything; the status still tells
             self.log.error("reconcile failed", error=str(exc), error_type=type(exc).__name__, trigger=trigger)
             self.worker.backoff()
             result = Result(Outcome.ERROR, self._desired(), f"{type(exc).__name__}: {exc}")
-            document = self.worker.guard(lambda: self.engine.publish(result))
+            self.worker.guard(lambda: self.engine.publish(result))  # the state dir, then Consul
         self.metrics.reconciles.labels(trigger=trigger.split(",", 1)[0], outcome=str(result.outcome)).inc()
         self.metrics.reconcile_seconds.observe(time.monotonic() - started)
         self.state.reconciles += 1
         if not self.state.ready and result.outcome in READY_OUTCOMES:
             self.state.ready = True
-        self.publish_status(document)
         summary = f"{result.outcome}: {self.engine.applied_revision or 'nothing applied yet'}"
         if self.state.reconciles == 1:
             # systemd's READY means "started", whatever the first attempt found (an unreachable
@@ -220,7 +218,8 @@ class Daemon:
     def _desired(self) -> str | None:
         return ((read_status(self.node.store) or {}).get("desiredRevision")) or None
 
-    def _reconcile(self, trigger: str) -> tuple[Result, dict[str, Any]]:
+    def _reconcile(self, trigger: str) -> Result:
+        """Fetch, then the engine; every path writes the status once (state dir, then Consul)."""
         suspension = self.node.store.suspension()
         self.metrics.suspended.set(1 if suspension else 0)
         try:
@@ -230,20 +229,23 @@ class Daemon:
         except (ForcePushRefusedError, UnsignedCommitError) as exc:
             self.log.error("revision refused", error=str(exc))
             result = Result(Outcome.REFUSED, None, str(exc))
-            return result, self.engine.publish(result)
+            self.engine.publish(result)
+            return result
         except (GitError, HecateError, OSError) as exc:
             self.metrics.fetch_errors.inc()
             self.log.warning("source unreachable; the last-known-good keeps serving", error=str(exc))
             self.worker.backoff()
             result = Result(Outcome.SOURCE_ERROR, None, str(exc))
-            return result, self.engine.publish(result, source_error=str(exc))
+            self.engine.publish(result, source_error=str(exc))
+            return result
         status = {"clear_source_error": True, "desired_revision": revision}
         quiet = self.policy.quiet(revision, trigger, suspension, self.engine.applied_revision)
         if quiet is not None:
-            return quiet, self.engine.publish(quiet, **status)
+            self.engine.publish(quiet, **status)
+            return quiet
         files, problems = self.source.snapshot(revision)
         quarantine = self.settings.sync.invalid_policy == "quarantine"
-        result, document = self.engine.reconcile(
+        result, _ = self.engine.reconcile(
             revision,
             files,
             problems,
@@ -255,7 +257,7 @@ class Daemon:
             status=status,
         )
         self.policy.after(result, files, self.source)
-        return result, document
+        return result
 
     def check_drift(self) -> list[str]:
         return self.upkeep.check_drift(self.node, self.settings)

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import Counter
 
 from hecate_agent.engine.outcomes import Outcome
 from hecate_agent.engine.reconcile import Result
@@ -44,6 +47,20 @@ def make_coordinator(
     )
 
 
+class ConsulSink:
+    """The engine's StatusSink for Consul: publish, and count what did not get through."""
+
+    def __init__(self, publisher: ConsulPublisher, failures: Counter) -> None:
+        self.publisher = publisher
+        self.failures = failures
+
+    def publish(self, status: dict[str, Any]) -> bool:
+        if self.publisher.publish(status):
+            return True
+        self.failures.inc()
+        return False
+
+
 class RolloutGate:
     """The engine's Admission for a coordinated fleet: a slot per new revision, a halt when it fails
     here, a soak before the slot goes back."""
@@ -54,12 +71,10 @@ class RolloutGate:
         *,
         stopping: threading.Event,
         retry: Callable[[], None],
-        published: Callable[[], None],
     ) -> None:
         self.coordinator = coordinator
         self.stopping = stopping
         self.retry = retry  # ask for another reconcile soon
-        self.published = published  # push the status just written to Consul now
         self.log = get_logger("hecate-agent.rollout")
 
     def enter(self, revision: str) -> Result | None:
@@ -84,7 +99,7 @@ class RolloutGate:
                 self.coordinator.halt(revision, f"{result.outcome}: {result.error or result.outcome}")
                 self.log.error("revision failed here; halting it for the fleet", revision=revision)
             elif result.outcome is Outcome.APPLIED and self.coordinator.soak > 0:
-                self.published()  # the fleet sees "applied" now, not after the soak
+                # The engine published "applied" before calling here: the fleet sees it during the soak.
                 self.coordinator.soak_wait()  # a bad revision shows itself here before others take it
         finally:
             self.coordinator.release(revision)

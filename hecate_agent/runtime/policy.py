@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from hecate_agent.engine.outcomes import SUCCEEDED, Outcome
+from hecate_agent.engine.ports import StateStorePort
 from hecate_agent.engine.prepare import Prepared
 from hecate_agent.engine.reconcile import Result
 from hecate_agent.logs import get_logger
@@ -16,7 +17,6 @@ from hecate_agent.runtime.sources import Source
 from hecate_agent.runtime.worker import Worker, WorkerState
 from hecate_agent.sources.git import GitError, GitSource
 from hecate_agent.spec.loader import SourceFile
-from hecate_agent.store.state import StateStore
 
 ROUTINE = frozenset({"poll", "webhook", "file-change", "paced"})
 BACKING_OFF = frozenset(
@@ -107,7 +107,7 @@ class Policy:
         due = self.state.last_nginx_reload + min_interval
         return max(0.0, due - time.monotonic())
 
-    def good_files(self, source: Source, store: StateStore) -> dict[str, SourceFile]:
+    def good_files(self, source: Source, store: StateStorePort) -> dict[str, SourceFile]:
         """The files of the last revision applied whole (what quarantine falls back to)."""
         if self.state.good_files:
             return self.state.good_files

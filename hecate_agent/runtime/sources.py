@@ -1,21 +1,17 @@
-"""Where revisions come from: the Source port and its two adapters (a Git remote, a local folder)."""
+"""Where revisions come from: the two adapters of the Source port (a Git remote, a local folder)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
 
+from hecate_agent.engine.ports import Source
 from hecate_agent.errors import HecateError, SpecProblem
 from hecate_agent.settings import AgentSettings
 from hecate_agent.sources.directory import read_directory
 from hecate_agent.sources.git import GitSource
 from hecate_agent.spec.loader import SourceFile, snapshot_digest
 
-
-class Source(Protocol):
-    def fetch(self) -> str: ...
-    def snapshot(self, revision: str) -> tuple[list[SourceFile], list[SpecProblem]]: ...
-    def accept(self, revision: str) -> None: ...
+__all__ = ["DirectorySource", "Source", "make_source", "source_label"]
 
 
 class DirectorySource:

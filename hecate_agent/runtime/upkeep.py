@@ -11,7 +11,7 @@ from hecate_agent.logs import get_logger
 from hecate_agent.metrics import Metrics
 from hecate_agent.runtime import drift
 from hecate_agent.runtime.probes import StreamProbes
-from hecate_agent.secrets import SecretError
+from hecate_agent.secrets import SecretError, SecretResolver
 from hecate_agent.settings import AgentSettings
 from hecate_agent.store.consul_status import ConsulPublisher
 from hecate_agent.store.state import utc_now
@@ -54,7 +54,7 @@ class Upkeep:
             update_status(node.store, settings.node.name, components={"streams": streams})
 
     def heartbeat(self, node: Node, settings: AgentSettings, consul: ConsulPublisher | None) -> None:
-        vault = node.resolver.vault
+        vault = node.resolver.vault if isinstance(node.resolver, SecretResolver) else None
         if vault is not None:
             try:
                 vault.ensure_token()  # renew at 2/3 of the TTL even when nothing needs reading

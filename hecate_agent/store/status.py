@@ -21,17 +21,20 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hecate_agent import __version__, redaction
 from hecate_agent.engine.outcomes import PHASE_OF, SUCCEEDED, Phase, outcome_of
-from hecate_agent.store.state import StateStore, utc_now, write_atomic
+from hecate_agent.store.state import utc_now, write_atomic
+
+if TYPE_CHECKING:
+    from hecate_agent.engine.ports import StateStorePort
 
 _LOCKS: dict[Path, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
 
 
-def read_status(store: StateStore) -> dict[str, Any] | None:
+def read_status(store: StateStorePort) -> dict[str, Any] | None:
     try:
         data = json.loads((store.root / "status.json").read_text())
     except (OSError, ValueError):
@@ -57,7 +60,7 @@ def _writer(root: Path) -> Iterator[None]:
 
 
 def update_status(
-    store: StateStore,
+    store: StateStorePort,
     node_name: str,
     *,
     last_attempt: dict[str, Any] | None = None,
@@ -91,7 +94,7 @@ def update_status(
     return status
 
 
-def _applied(store: StateStore) -> str | None:
+def _applied(store: StateStorePort) -> str | None:
     last = store.last_applied()
     return last.revision if last else None
 

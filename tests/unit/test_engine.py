@@ -15,7 +15,16 @@ from hecate_agent.errors import HecateError
 from hecate_agent.runtime.apply_commands import saved_plan_moved
 from hecate_agent.spec.loader import SourceFile
 from hecate_agent.store.migrations import migrate_journal
-from tests.fakes import Crash, CrashingStore, MemorySource, MemoryTarget, Verifier, fake_node, fake_targets
+from tests.fakes import (
+    Crash,
+    CrashingStore,
+    MemorySink,
+    MemorySource,
+    MemoryTarget,
+    Verifier,
+    fake_node,
+    fake_targets,
+)
 from tests.helpers import dump_yaml, route, stream
 
 PLAIN = {"autoHTTPS": False, "forceHTTPS": False}
@@ -41,12 +50,13 @@ class World:
         self.verifier = Verifier()
         self.settings = settings
         self.source = MemorySource()
+        self.sink = MemorySink()
         self.engine = self.restart()
 
     def restart(self) -> Engine:
         """A new process: the same targets (their live state) and state dir, nothing else."""
         self.node = fake_node(self.root, self.targets, verifier=self.verifier, settings=self.settings)
-        self.engine = Engine(self.node)
+        self.engine = Engine(self.node, sink=self.sink)
         return self.engine
 
     @property
@@ -247,6 +257,7 @@ def test_an_unreachable_target_ends_in_a_status_with_the_reason_not_synced(tmp_p
     status = world.status()
     assert status["phase"] == "Degraded" and status["appliedRevision"] == "rev-1"
     assert status["desiredRevision"] == "rev-2" and "cannot reach Caddy's admin API" in status["lastAttempt"]["error"]
+    assert world.sink.published[-1] == status  # and the same document went to Consul
 
 
 def test_an_old_journal_is_migrated_to_per_target_records() -> None:
