@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from hecate_agent.engine.outcomes import SUCCEEDED, Outcome
-from hecate_agent.engine.ports import StateStorePort
+from hecate_agent.engine.ports import Clock, StateStorePort
 from hecate_agent.engine.prepare import Prepared
 from hecate_agent.engine.reconcile import Result
 from hecate_agent.logs import get_logger
@@ -18,6 +18,16 @@ from hecate_agent.runtime.worker import Worker, WorkerState
 from hecate_agent.sources.git import GitError, GitSource
 from hecate_agent.spec.loader import SourceFile
 
+
+class _SystemClock:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def time(self) -> float:
+        return time.time()
+
+
+SYSTEM_CLOCK: Clock = _SystemClock()
 ROUTINE = frozenset({"poll", "webhook", "file-change", "paced"})
 BACKING_OFF = frozenset(
     {Outcome.ERROR, Outcome.SECRET_ERROR, Outcome.ROLLED_BACK, Outcome.FAILED, Outcome.REFUSED, Outcome.ROLLOUT_ERROR}
@@ -25,9 +35,10 @@ BACKING_OFF = frozenset(
 
 
 class Policy:
-    def __init__(self, worker: Worker, metrics: Metrics) -> None:
+    def __init__(self, worker: Worker, metrics: Metrics, clock: Clock = SYSTEM_CLOCK) -> None:
         self.worker = worker
         self.metrics = metrics
+        self.clock = clock
         self.log = get_logger("hecate-agent.daemon")
 
     @property
@@ -89,13 +100,13 @@ class Policy:
                 seconds=round(applied.seconds, 3),
             )
             if _nginx_changed(result.prepared) and applied.outcome is Outcome.APPLIED:
-                self.state.last_nginx_reload = time.monotonic()
+                self.state.last_nginx_reload = self.clock.monotonic()
         if outcome in SUCCEEDED or outcome is Outcome.QUARANTINED:
             self.worker.succeeded()
             if revision is not None:
                 source.accept(revision)
                 self.metrics.applied.info({"revision": revision})
-            self.metrics.last_success.set(time.time())
+            self.metrics.last_success.set(self.clock.time())
             self.metrics.drift.set(0)
             if outcome in SUCCEEDED:
                 self.state.good_files = {f.display: f for f in files}
@@ -105,7 +116,7 @@ class Policy:
         if not _nginx_changed(prepared):
             return 0.0
         due = self.state.last_nginx_reload + min_interval
-        return max(0.0, due - time.monotonic())
+        return max(0.0, due - self.clock.monotonic())
 
     def good_files(self, source: Source, store: StateStorePort) -> dict[str, SourceFile]:
         """The files of the last revision applied whole (what quarantine falls back to)."""
