@@ -62,18 +62,10 @@ PHASE_OF: dict[Outcome, Phase] = {
 #: Attempts after which the revision is in place.
 SUCCEEDED = frozenset({Outcome.APPLIED, Outcome.NOOP, Outcome.RECOVERED})
 
-#: Attempts that `status --fleet --wait-for` reports as a failure of the revision on that node.
+#: Attempts that `status --fleet --wait-for` reports as a failure of the revision on that node
+#: (transient ones — error, secret_error, waiting — are retried by the node, so it keeps waiting).
 FAILED_OUTCOMES = frozenset(
-    {
-        Outcome.FAILED,
-        Outcome.ROLLED_BACK,
-        Outcome.INVALID,
-        Outcome.BLOCKED,
-        Outcome.REFUSED,
-        Outcome.HALTED,
-        Outcome.ERROR,
-        Outcome.SECRET_ERROR,
-    }
+    {Outcome.FAILED, Outcome.ROLLED_BACK, Outcome.INVALID, Outcome.BLOCKED, Outcome.REFUSED, Outcome.HALTED}
 )
 
 #: Reconcile outcomes after which the node is ready to serve traffic (/readyz).
