@@ -64,17 +64,9 @@ def validate(path: Path, output_format: str, max_file_size: int) -> None:
 
 def _load_or_exit(path: Path) -> DesiredState:
     """Load and validate PATH; on problems print them (text) and exit 1."""
-    from hecate_agent.report import render_text
-    from hecate_agent.sources.directory import read_directory
-    from hecate_agent.spec.loader import load_specs
+    from hecate_agent.runtime.apply_commands import load_folder_or_exit
 
-    files, problems = read_directory(path)
-    result = load_specs(files)
-    problems = sorted(problems + result.problems)
-    if problems or result.state is None:
-        sys.stderr.write(render_text(problems, result.counts, str(path)))
-        sys.exit(EXIT_INVALID)
-    return result.state
+    return load_folder_or_exit(path, describe=False)[1]
 
 
 @cli.command()

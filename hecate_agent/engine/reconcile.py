@@ -29,6 +29,7 @@ from hecate_agent.engine.transaction import (
     cycle_collector_paused,
     outcome_of_error,
     prepare,
+    read_live,
     recover,
 )
 from hecate_agent.errors import HecateError, SpecProblem
@@ -202,6 +203,10 @@ class Engine:
             assert early is not None
             return early, self.publish(early, **(status or {}))
         gate = admission if admission is not None and revision != self.applied_revision else None
+        if gate is not None:
+            unreachable = self._unreachable(revision)  # a node that cannot apply must not hold a fleet slot
+            if unreachable is not None:
+                return unreachable, self.publish(unreachable, **(status or {}))
         held = gate.enter(revision) if gate is not None else None
         if held is not None:
             return held, self.publish(held, **(status or {}))
@@ -223,6 +228,14 @@ class Engine:
             if gate is not None:
                 gate.leave(revision, result)
         return result, document
+
+    def _unreachable(self, revision: str) -> Result | None:
+        """Every target can be read now (else the reason, as an ERROR result)."""
+        try:
+            read_live(self.node)
+        except HecateError as exc:
+            return Result(Outcome.ERROR, revision, str(exc))
+        return None
 
     # --- status ----------------------------------------------------------------------------------
 

@@ -40,14 +40,30 @@ def _specs_path(path: Path | None, settings: AgentSettings) -> Path:
     fail("no PATH given and no source.directory in the agent settings; pass the spec folder")
 
 
-def read_folder(path: Path) -> tuple[list[SourceFile], list[SpecProblem], str]:
-    """A spec folder's files, the problems reading it, and its revision (Git's, or a content hash)."""
+def read_folder(path: Path, *, describe: bool = True) -> tuple[list[SourceFile], list[SpecProblem], str]:
+    """A spec folder's files, the problems reading it, and its revision (Git's, or a content hash;
+    `describe=False`: the content hash only, without asking Git)."""
     from hecate_agent.sources import git
     from hecate_agent.sources.directory import read_directory
     from hecate_agent.spec.loader import snapshot_digest
 
     files, problems = read_directory(path)
-    return files, problems, git.describe(path) or f"sha256:{snapshot_digest(files)}"
+    return files, problems, (git.describe(path) if describe else None) or f"sha256:{snapshot_digest(files)}"
+
+
+def load_folder_or_exit(path: Path, *, describe: bool = True) -> tuple[list[SourceFile], DesiredState, str]:
+    """A spec folder read and validated: its files, desired state and revision; on any problem,
+    every problem is printed (text) and the command exits 1. The CLI's one way to load a folder."""
+    from hecate_agent.report import render_text
+    from hecate_agent.spec.loader import load_specs
+
+    files, problems, revision = read_folder(path, describe=describe)
+    loaded = load_specs(files)
+    found = sorted(problems + loaded.problems)
+    if found or loaded.state is None:
+        sys.stderr.write(render_text(found, loaded.counts, str(path)))
+        sys.exit(PLAN_ERROR)
+    return files, loaded.state, revision
 
 
 def _exit_invalid(result: Result, where: str) -> None:
@@ -141,11 +157,7 @@ def _offline_plan(path: Path, against: str, output_format: str) -> None:
     from hecate_agent.sources import git
     from hecate_agent.spec.loader import load_specs
 
-    files, problems, revision = read_folder(path)
-    head = load_specs(files)
-    if problems or head.problems or head.state is None:
-        sys.stderr.write(render_text(sorted(problems + head.problems), head.counts, str(path)))
-        sys.exit(PLAN_ERROR)
+    _, head, revision = load_folder_or_exit(path)
     found = git.repository_of(path)
     if found is None:
         fail(f"{path} is not inside a Git work tree, so --against {against} has nothing to compare with")
@@ -159,7 +171,7 @@ def _offline_plan(path: Path, against: str, output_format: str) -> None:
     if base.problems or base.state is None:
         sys.stderr.write(render_text(base.problems, base.counts, f"{against}"))
         fail(f"the specs at {against} do not validate, so there is no base to compare with")
-    result = offline_plan(revision, against, spec_documents(head.state), spec_documents(base.state))
+    result = offline_plan(revision, against, spec_documents(head), spec_documents(base.state))
     _print_plan(result, output_format)
     sys.exit(PLAN_CHANGES if result.has_changes else PLAN_NO_CHANGES)
 

@@ -239,6 +239,18 @@ def test_an_admission_that_refuses_stops_before_the_lock_and_says_who(world: Wor
     assert world.status()["phase"] == "Halted" and world.status()["lastAttempt"]["haltedBy"] == "edge-3"
 
 
+class Counting:
+    def __init__(self) -> None:
+        self.entered = 0
+
+    def enter(self, revision: str) -> Result | None:
+        self.entered += 1
+        return None
+
+    def leave(self, revision: str, result: Result) -> None:
+        pass
+
+
 class Unreachable(MemoryTarget):
     def read(self) -> Any:
         raise HecateError("cannot reach Caddy's admin API at http://127.0.0.1:2019: connection refused")
@@ -258,6 +270,9 @@ def test_an_unreachable_target_ends_in_a_status_with_the_reason_not_synced(tmp_p
     assert status["phase"] == "Degraded" and status["appliedRevision"] == "rev-1"
     assert status["desiredRevision"] == "rev-2" and "cannot reach Caddy's admin API" in status["lastAttempt"]["error"]
     assert world.sink.published[-1] == status  # and the same document went to Consul
+    gate = Counting()
+    again = world.reconcile(files_of("10.0.0.3:80"), admission=gate)
+    assert again.outcome is Outcome.ERROR and gate.entered == 0  # no rollout slot taken while Caddy is down
 
 
 def test_an_old_journal_is_migrated_to_per_target_records() -> None:
