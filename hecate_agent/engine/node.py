@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from hecate_agent.engine.ports import Secrets, StateStorePort, Target
 from hecate_agent.engine.verify import Probe, run_probes
@@ -26,7 +26,7 @@ class Node:
     capabilities: CaddyCapabilities
     resolver: Secrets
     targets: list[Target]
-    caddy: CaddyAdmin | Any = None
+    caddy: CaddyAdmin | None = None
     nginx: NginxStreams | None = None
     render_cache: RenderCache = field(default_factory=RenderCache)
     verifier: Callable[[Sequence[Probe]], list[str]] = run_probes  # failed probes as `Kind/name: why`
