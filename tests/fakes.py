@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -121,9 +122,9 @@ class CrashingStore(StateStore):
 
     crash_at: str | None = None
 
-    def write_journal(self, journal: dict[str, Any]) -> None:
-        super().write_journal(journal)
-        if self.crash_at is not None and journal.get("step") == self.crash_at:
+    def write_journal_text(self, text: str) -> None:
+        super().write_journal_text(text)
+        if self.crash_at is not None and json.loads(text).get("step") == self.crash_at:
             raise Crash(self.crash_at)
 
 

@@ -109,6 +109,7 @@ class Transaction:
         self.touched: list[Target] = []
         self.steps: list[str] = []
         self.journal: dict[str, Any] = {}
+        self.journal_file: JournalFile | None = None
 
     def run(self) -> None:
         store, prepared = self.node.store, self.prepared
@@ -124,20 +125,20 @@ class Transaction:
             "probes": [p.to_dict() for p in prepared.probes],
             "targets": {t.name: t.begin(prepared) for t in self.changing},
         }
-        journal_step(store, self.journal, "prepared")
+        journal = self.journal_file = JournalFile(store, self.journal)
+        journal.step("prepared")
         try:
             for target in self.changing:
                 self.steps.append(target.name)
-                journal_step(store, self.journal, target.name)
+                journal.step(target.name)
                 self.touched.append(target)
-                record = self.journal["targets"][target.name]
-                target.apply(prepared, record, lambda: store.write_journal(self.journal))
+                target.apply(prepared, self.journal["targets"][target.name], journal.save)
             self.steps.append("verify")
-            journal_step(store, self.journal, "applied")
+            journal.step("applied")
             failures = self.node.verifier(prepared.probes)
             if failures:
                 raise ApplyError("verify", "verification failed: " + "; ".join(failures))
-            journal_step(store, self.journal, "verified")
+            journal.step("verified")
         except HecateError as exc:
             error = (
                 exc if isinstance(exc, ApplyError) else ApplyError(self.steps[-1] if self.steps else "apply", str(exc))
@@ -255,15 +256,36 @@ def outcome_of_error(error: BaseException | None) -> Outcome:
     return Outcome.ERROR
 
 
-def journal_step(store: StateStorePort, journal: dict[str, Any], step: str) -> None:
-    """Write the journal at `step` (and honour the test-only pause hook, see the module docstring)."""
-    journal["step"] = step
-    store.write_journal(journal)
-    if os.environ.get(PAUSE_VARIABLE) == step:
-        (store.root / "test-paused-at").write_text(step)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:  # a test kills us here
-            time.sleep(0.2)
+class JournalFile:
+    """The journal of one apply, on disk. Its body (megabytes at 10,000 routes: the new snapshot
+    and the old Caddy config) is encoded once per change of content; a new step only rewrites
+    the file with the step's name. Honours the test-only pause hook (see the module docstring)."""
+
+    def __init__(self, store: StateStorePort, body: dict[str, Any]) -> None:
+        self.store = store
+        self.body = body
+        self._encoded: str | None = None
+
+    def save(self) -> None:
+        """The content changed (a target's record): encode it again and write it."""
+        self._encoded = None
+        self._write()
+
+    def step(self, name: str) -> None:
+        self.body["step"] = name
+        self._write()
+        if os.environ.get(PAUSE_VARIABLE) == name:
+            (self.store.root / "test-paused-at").write_text(name)
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:  # a test kills us here
+                time.sleep(0.2)
+
+    def _write(self) -> None:
+        if self._encoded is None:
+            content = {k: v for k, v in self.body.items() if k != "step"}
+            self._encoded = json.dumps(content, sort_keys=True, separators=(",", ":"))
+        step = json.dumps(self.body.get("step"))
+        self.store.write_journal_text(f'{self._encoded[:-1]},"step":{step}}}\n')
 
 
 def recover(node: Node) -> str | None:

@@ -253,6 +253,14 @@ class StateStore:
     def write_journal(self, journal: dict[str, Any]) -> None:
         self._write("journal.json", journal)
 
+    def write_journal_text(self, text: str) -> None:
+        """Write an already encoded journal (the transaction encodes its megabytes once)."""
+        self.ensure()
+        try:
+            write_atomic(self.root / "journal.json", text.encode())
+        except OSError as exc:
+            raise StateError(f"cannot write {self.root / 'journal.json'}: {exc.strerror}") from None
+
     def journal(self) -> dict[str, Any] | None:
         data = self._read("journal.json")
         return dict(data) if isinstance(data, dict) else None
