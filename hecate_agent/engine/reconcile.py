@@ -1,8 +1,9 @@
 """The one reconcile, called by `hecate-agent apply` and by the daemon (`hecate-agent run`).
 
-    revision + files ─► validate ─► quarantine ─► [admission: rollout slot] ─► lock ─► recover
-      ─► render + plan ─► review (CLI: show, confirm, saved-plan check) ─► pacing
-      ─► guards + apply in order + verify + record LKG (apply.py) ─► status, once
+    revision + files ─► validate ─► quarantine ─► [targets readable? ─► admission: rollout slot]
+      ─► lock ─► recover ─► render + plan ─► review (CLI: show, confirm, saved-plan check)
+      ─► pacing ─► guards + targets in order + verify + record LKG (transaction.py)
+      ─► status, once (state dir, then the sink: Consul)
 
 Every step ends in an `Outcome`; every failure, whatever raised it (Caddy or Nginx
 unreachable, a target refusing, a secret missing), ends in a `Result` with the
