@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SPECS ?= sample-repo
 
-.PHONY: bootstrap demo test lint typecheck unit bench schemas clean
+.PHONY: bootstrap demo test lint typecheck unit bench schemas deb deb-check clean
 
 bootstrap:
 	@./scripts/bootstrap
@@ -34,9 +34,20 @@ bench: bootstrap
 	$(PY) bench/incremental_plan.py
 	$(PY) bench/idle.py
 	$(PY) bench/zero_drop.py
+	$(PY) bench/fleet.py
 
 schemas: bootstrap
 	$(VENV)/bin/hecate-agent schema --output schemas
+
+## Debian package build/hecate-agent_<version>_<arch>.deb for this machine's Debian release and architecture
+## (dpkg-deb, python3-venv and PyPI access needed; see packaging/deb/build.sh).
+DEB = build/hecate-agent_$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)_$(shell dpkg --print-architecture 2>/dev/null).deb
+deb:
+	./packaging/deb/build.sh
+
+## Build the .deb, then install, verify, remove and purge it on this machine (root; CI does this).
+deb-check: deb
+	./packaging/deb/check.sh $(DEB)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis bench/.work

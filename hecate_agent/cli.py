@@ -20,8 +20,32 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_INVALID = 1
 
+# `--help` lists the commands in the order an operator meets them: check and preview a change, apply it,
+# run the daemon, watch it, undo or pause, then tooling. Commands not named here follow, alphabetically.
+COMMAND_ORDER = (
+    "validate",
+    "render",
+    "plan",
+    "apply",
+    "run",
+    "status",
+    "history",
+    "rollback",
+    "suspend",
+    "resume",
+    "rollout",
+    "schema",
+)
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class OperatorOrderGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = super().list_commands(ctx)
+        rank = {name: index for index, name in enumerate(COMMAND_ORDER)}
+        return sorted(names, key=lambda name: (rank.get(name, len(rank)), name))
+
+
+@click.group(cls=OperatorOrderGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="hecate-agent")
 @click.option(
     "--config",
@@ -37,7 +61,7 @@ def cli(ctx: click.Context, config_path: Path | None) -> None:
 
 
 @cli.command()
-@click.argument("path", type=click.Path(exists=True, path_type=Path), default=".")
+@click.argument("paths", metavar="[PATH]...", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--format",
     "output_format",
@@ -47,18 +71,40 @@ def cli(ctx: click.Context, config_path: Path | None) -> None:
     help="text for people, json for scripts, github for PR annotations, sarif for code scanning.",
 )
 @click.option("--max-file-size", type=int, default=1024 * 1024, show_default=True, help="Bytes per spec file.")
-def validate(path: Path, output_format: str, max_file_size: int) -> None:
-    """Validate the specs under PATH (a directory or one file). Exit 0 valid, 1 invalid."""
+@click.option(
+    "--root",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Validate the whole spec folder ROOT, but report only problems in the PATHs given (files under ROOT) "
+    "and problems between files (duplicates, missing AuthPolicy, ...). For pre-commit hooks.",
+)
+def validate(paths: tuple[Path, ...], output_format: str, max_file_size: int, root: Path | None) -> None:
+    """Validate the specs under PATH (a directory or one file). Exit 0 valid, 1 invalid.
+
+    PATH defaults to the current folder. With --root ROOT, PATHs are files under
+    ROOT (e.g. the ones staged for a commit).
+    """
     from hecate_agent.report import RENDERERS
     from hecate_agent.sources.directory import read_directory
-    from hecate_agent.spec.loader import check_snapshot
+    from hecate_agent.spec.loader import check_snapshot_parts
     from hecate_agent.spec.yamlio import ReadLimits
 
+    if root is None and len(paths) > 1:
+        raise click.UsageError("give one PATH (a folder or a file), or --root FOLDER followed by files inside it")
+    folder = root if root is not None else (paths[0] if paths else Path("."))
     limits = ReadLimits(max_file_bytes=max_file_size)
-    files, problems = read_directory(path, limits)
-    found, counts = check_snapshot(files, limits)
-    problems = sorted(problems + found)
-    sys.stdout.write(RENDERERS[output_format](problems, counts, str(path)))
+    files, problems = read_directory(folder, limits)
+    verdict = check_snapshot_parts(files, limits)
+    problems = sorted(set(problems + verdict.file_problems + verdict.cross_problems))
+    if root is not None and paths:
+        from hecate_agent.report import select_problems
+
+        problems, hidden = select_problems(problems, verdict.cross_problems, paths)
+        if hidden:
+            click.echo(
+                f"({hidden} problem(s) in other files not shown; `hecate-agent validate {root}` lists them)", err=True
+            )
+    sys.stdout.write(RENDERERS[output_format](problems, verdict.counts, str(folder)))
     sys.exit(EXIT_INVALID if problems else EXIT_OK)
 
 
@@ -83,8 +129,8 @@ def render(path: Path, target: str, output: Path | None) -> None:
 
     Caddy: the parts of its JSON config the agent owns, for this node's Caddy
     (its modules decide, e.g., whether rate limiting is possible). `${VAR}`
-    references resolve from this environment; secrets (Vault references, upstream
-    headers, secret-named variables) show as <redacted>, and Vault is not contacted.
+    references resolve from this environment; secrets (Vault references, secret-named
+    variables, variables in credential headers) show as <redacted>, and Vault is not contacted.
     Nginx: one stream file per Stream spec.
     """
     state = _load_or_exit(path)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
 from hecate_agent import __version__
 from hecate_agent.errors import SpecProblem
@@ -113,6 +115,26 @@ def render_sarif(problems: Sequence[SpecProblem], counts: Mapping[str, int], sou
         ],
     }
     return json.dumps(sarif, indent=2) + "\n"
+
+
+def select_problems(
+    problems: Iterable[SpecProblem], cross_problems: Iterable[SpecProblem], files: Iterable[Path]
+) -> tuple[list[SpecProblem], int]:
+    """The problems a change to `files` answers for, and how many others were left out.
+
+    Those in the files themselves, and every problem between files wherever it is
+    reported: renaming an AuthPolicy breaks the routes that use it, which are not
+    among the changed files (and a deleted file is never among them).
+    """
+    chosen = {os.path.abspath(f) for f in files}
+    between = set(cross_problems)
+    kept, hidden = [], 0
+    for problem in problems:
+        if problem in between or os.path.abspath(problem.file) in chosen:
+            kept.append(problem)
+        else:
+            hidden += 1
+    return kept, hidden
 
 
 RENDERERS = {"text": render_text, "json": render_json, "github": render_github, "sarif": render_sarif}

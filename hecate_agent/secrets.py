@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from hecate_agent import redaction
 from hecate_agent.errors import HecateError
+from hecate_agent.spec.addresses import AddressError, parse_http_url
 from hecate_agent.spec.types import header_references, template_references
 
 if TYPE_CHECKING:
@@ -225,6 +226,7 @@ SECRET_WORDS = (
     "KEY",
     "CREDENTIAL",
     "CREDENTIALS",
+    "CREDS",
     "AUTH",
     "PRIVATE",
     "CERT",
@@ -237,14 +239,33 @@ SECRET_WORDS = (
 
 
 def secret_name(name: str) -> bool:
-    return any(word.endswith(SECRET_WORDS) for word in name.upper().split("_"))
+    return any(word.endswith(SECRET_WORDS) for word in name.upper().replace("-", "_").split("_"))
+
+
+UPSTREAM_HEADER = "headers.upstream.set."
+# Upstream headers that carry credentials by their name, beyond SECRET_WORDS (X-Api-Key, X-Auth-Token).
+CREDENTIAL_HEADERS = frozenset({"AUTHORIZATION", "PROXY-AUTHORIZATION", "X-API-KEY", "X-AMZ-SECURITY-TOKEN"})
+
+
+def secret_header(header: str) -> bool:
+    return header.upper() in CREDENTIAL_HEADERS or secret_name(header)
 
 
 def is_sensitive(reference: Reference) -> bool:
-    """Vault values and anything sent to a backend in a header are secrets; so are environment
-    variables named like one. The rest (an outpost URL, DNS resolvers, an ACME e-mail address held
-    in plain variables) stays visible, so plans remain readable and `render` output loads."""
-    return reference.is_vault or "headers.upstream" in reference.where or secret_name(reference.name)
+    """What is secret, and only that (redacting identifiers hid a node's name in the fleet table):
+
+    - every Vault value;
+    - an environment variable named like a secret (DB_PASSWORD, GITHUB_TOKEN);
+    - an environment variable sent to a backend in a credential header (`Authorization`,
+      `X-Api-Key`, any header named like a secret).
+
+    A plain variable in any other header (`X-Node: ${NODE_NAME}`), an outpost URL, DNS resolvers or
+    an ACME e-mail address stays visible, so plans remain readable and `render` output loads. A
+    literal header value is never a secret: it is committed to Git for everyone to read."""
+    if reference.is_vault or secret_name(reference.name):
+        return True
+    header = reference.where.rpartition(UPSTREAM_HEADER)[2] if UPSTREAM_HEADER in reference.where else ""
+    return bool(header) and secret_header(header)
 
 
 @dataclass(frozen=True)
@@ -265,6 +286,7 @@ class SecretResolver:
 
     def resolve_references(self, references: Iterable[Reference]) -> Resolution:
         """An unset environment variable is left out: the renderer reports it with its field."""
+        references = list(references)
         values: dict[str, str] = {}
         sensitive: set[str] = set()
         secrets: dict[str, Mapping[str, Any]] = {}
@@ -295,5 +317,21 @@ class SecretResolver:
             value = secrets[path][reference.vault_key]
             values[reference.name] = value if isinstance(value, str) else str(value)
             sensitive.add(values[reference.name])
+        sensitive |= _derived_secrets(references, values, sensitive)
         redaction.register(sensitive)
         return Resolution(values, frozenset(sensitive))
+
+
+OUTPOST_FIELD = "global.authentik.outpostUrl"
+
+
+def _derived_secrets(references: Iterable[Reference], values: Mapping[str, str], sensitive: set[str]) -> set[str]:
+    """Parts of secret values that reach the proxy on their own: redaction knows whole values only,
+    and the outpost's dial address is cut out of its (secret) URL."""
+    derived: set[str] = set()
+    for reference in references:
+        value = values.get(reference.name)
+        if reference.where == OUTPOST_FIELD and value is not None and value in sensitive:
+            with contextlib.suppress(AddressError):
+                derived.add(parse_http_url(value)[0])
+    return derived

@@ -25,10 +25,13 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from hecate_agent.errors import HecateError
+from hecate_agent.render.caddy_auth import forward_auth_routes
+from hecate_agent.render.caddy_guard import brace_problems, duplicate_id_problems, inspect
+from hecate_agent.spec.addresses import AddressError, parse_http_url
 from hecate_agent.spec.checks import effective_health_check
+from hecate_agent.spec.headers import REQUEST_ID_HEADER
 from hecate_agent.spec.loader import DesiredState, Located
 from hecate_agent.spec.models import AuthPolicyDocument, GlobalConfig, RouteDocument
 from hecate_agent.spec.types import (
@@ -42,20 +45,10 @@ from hecate_agent.spec.types import (
 )
 
 ID_PREFIX = "hecate-"
+PLAIN_SUFFIX = ".http"  # the copy of an object on the plain-HTTP server
 RATE_LIMIT_MODULE = "http.handlers.rate_limit"
 WEIGHTED_POLICY_MODULE = "http.reverse_proxy.selection_policies.weighted_round_robin"
 MAX_EXPANDED_UPSTREAMS = 1000
-AUTHENTIK_HEADERS = {
-    "username": "X-Authentik-Username",
-    "groups": "X-Authentik-Groups",
-    "email": "X-Authentik-Email",
-    "name": "X-Authentik-Name",
-    "uid": "X-Authentik-Uid",
-    "entitlements": "X-Authentik-Entitlements",
-}
-# Addresses whose X-Forwarded-* headers the outpost request may carry on (as Caddy's
-# `trusted_proxies private_ranges` expands to in 2.6.2).
-PRIVATE_RANGES = ["192.168.0.0/16", "172.16.0.0/12", "10.0.0.0/8", "127.0.0.1/8", "fd00::/8", "::1"]
 # A value substituted into Caddy's JSON must not smuggle placeholders or header breaks.
 _UNSAFE_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f{}]")
 _REFERENCE_IN_TEXT = re.compile(r"\$\{(" + REFERENCE_BODY + r")\}")
@@ -67,6 +60,23 @@ class RenderError(HecateError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("; ".join(problems))
+
+
+def caddy_id(kind: str, *names: str, plain: bool = False) -> str:
+    """The `@id` of an object the agent owns; every id is made here (or is one made here plus PLAIN_SUFFIX).
+
+    `hecate-<kind>`, then one name as `-<name>` (`hecate-route-app`) or several as `.<a>.<b>…`
+    (`hecate-auth.<policy>.<route>.<piece>`), then `.http` for the copy on the plain-HTTP server.
+    Resource names are DNS labels and kinds and pieces fixed words: none holds a '.', so the parts
+    of an id can be read back unambiguously and two objects never share one (with a `-http` suffix,
+    route `foo` on plain HTTP and route `foo-http` once did).
+    """
+    body = ID_PREFIX + kind
+    if len(names) == 1:
+        body += f"-{names[0]}"
+    elif names:
+        body += "." + ".".join(names)
+    return body + (PLAIN_SUFFIX if plain else "")
 
 
 @dataclass(frozen=True)
@@ -152,17 +162,20 @@ class RenderCache:
     """
 
     def __init__(self) -> None:
-        self._routes: dict[tuple[int, str], tuple[object, str, Any, list[str]]] = {}
+        self._routes: dict[tuple[int, str], tuple[object, str, Any, list[str], list[str]]] = {}
         self._specs: dict[int, tuple[object, dict[str, Any]]] = {}
 
-    def route(self, kind: str, doc: object, context: str) -> tuple[Any, list[str]] | None:
+    def route(self, kind: str, doc: object, context: str) -> tuple[Any, list[str], list[str]] | None:
+        """(output, problems, @ids of the output) of a route rendered before, if still valid."""
         found = self._routes.get((id(doc), kind))
         if found is None or found[0] is not doc or found[1] != context:
             return None
-        return found[2], found[3]
+        return found[2], found[3], found[4]
 
-    def keep_route(self, kind: str, doc: object, context: str, output: Any, problems: list[str]) -> None:
-        self._routes[(id(doc), kind)] = (doc, context, output, problems)
+    def keep_route(
+        self, kind: str, doc: object, context: str, *, output: Any, problems: list[str], ids: list[str]
+    ) -> None:
+        self._routes[(id(doc), kind)] = (doc, context, output, problems, ids)
 
     def spec(self, doc: Any) -> dict[str, Any]:
         found = self._specs.get(id(doc))
@@ -193,6 +206,7 @@ class _Renderer:
         self.environment = environment
         self.config: GlobalConfig = state.config
         self.problems: list[str] = []
+        self.ids: list[str] = []  # every @id of the rendered routes, checked for uniqueness
         self.policies = {p.name: p for p in state.auth_policies}
         self.https_port = _port_of(settings.https_listen[0]) if settings.https_listen else 443
         self._outpost: tuple[str, bool] | None = None
@@ -215,14 +229,25 @@ class _Renderer:
 
     def _cached(self, kind: str, located: Located[RouteDocument], make: Callable[[], Any]) -> Any:
         if self.cache is None:
-            return make()
+            return self._checked(located, make)
         hit = self.cache.route(kind, located.doc, self.context)
         if hit is not None:
             self.problems.extend(hit[1])
+            self.ids.extend(hit[2])
             return hit[0]
-        before = len(self.problems)
+        before, ids_before = len(self.problems), len(self.ids)
+        output = self._checked(located, make)
+        self.cache.keep_route(
+            kind, located.doc, self.context, output=output, problems=self.problems[before:], ids=self.ids[ids_before:]
+        )
+        return output
+
+    def _checked(self, located: Located[RouteDocument], make: Callable[[], Any]) -> Any:
+        """A route's output, walked once (then cached with it): its @ids, and no brace it did not write."""
         output = make()
-        self.cache.keep_route(kind, located.doc, self.context, output, self.problems[before:])
+        found = inspect(output)
+        self.problems.extend(brace_problems(f"Route/{located.name}", found))
+        self.ids.extend(found.ids)
         return output
 
     # --- values -------------------------------------------------------------------
@@ -245,7 +270,7 @@ class _Renderer:
                     f"{where} references ${{{missing[0]}}}, which is not set in the agent's environment; "
                     "set it (e.g. in the systemd unit's EnvironmentFile) or write the value in config.yaml"
                 )
-            return template
+            return ""  # reported: nothing unresolved reaches the output
         for name in names:
             if _UNSAFE_VALUE.search(self.environment[name]):
                 self.problems.append(
@@ -253,7 +278,7 @@ class _Renderer:
                     "Caddy would read braces as placeholders and a line break would inject headers. "
                     "Store the value without them"
                 )
-                return template
+                return ""
 
         def substitute(part: str) -> str:
             return _REFERENCE_IN_TEXT.sub(lambda m: self.environment[m.group(1)], part)
@@ -271,14 +296,14 @@ class _Renderer:
         ]
         http_routes = [self._cached("http", r, functools.partial(self.http_route, r)) for r in routes]
         https_routes.append(_catch_all())
-        http_routes.append(_suffix_ids(_catch_all(), "-http"))
+        http_routes.append(_plain_copy(_catch_all()))
         if self.cache is not None:
             self.cache.retain([r.doc for r in self.state.routes])
         server_name = self.settings.server
         servers: dict[str, Any] = {}
         if self.settings.https_listen:
             https: dict[str, Any] = {
-                "@id": f"{ID_PREFIX}server",
+                "@id": caddy_id("server"),
                 "listen": list(self.settings.https_listen),
                 "routes": https_routes,
                 # Redirects are ours (in the _http server), so each route decides for itself.
@@ -290,7 +315,7 @@ class _Renderer:
             servers[server_name] = https
         if self.settings.http_listen:
             plain: dict[str, Any] = {
-                "@id": f"{ID_PREFIX}server-http",
+                "@id": caddy_id("server", plain=True),
                 "listen": list(self.settings.http_listen),
                 "routes": http_routes,
             }
@@ -310,6 +335,21 @@ class _Renderer:
                 "pki": {"certificate_authorities": {"local": {"install_trust": False}}},
             }
         }
+        # The routes were checked as they were rendered; the rest (servers, catch-alls, TLS) now.
+        rest = inspect(
+            {
+                **owned,
+                "apps": {
+                    **owned["apps"],
+                    "http": {
+                        **http_app,
+                        "servers": {n: {**s, "routes": s["routes"][-1:]} for n, s in servers.items()},
+                    },
+                },
+            }
+        )
+        self.problems.extend(brace_problems("the Caddy config", rest))
+        self.problems.extend(duplicate_id_problems([*self.ids, *rest.ids]))
         if self.problems:
             raise RenderError(list(dict.fromkeys(self.problems)))
         return owned
@@ -325,14 +365,14 @@ class _Renderer:
                 by_version.setdefault(version, []).append(spec.domain)
         policies: list[dict[str, Any]] = [
             {
-                "@id": f"{ID_PREFIX}tls-min-{version}",
+                "@id": caddy_id("tls-min", version),
                 "match": {"sni": sorted(domains)},
                 "protocol_min": f"tls{version}",
             }
             for version, domains in sorted(by_version.items(), reverse=True)
         ]
         default_version = self.config.security.tls_min_version
-        policies.append({"@id": f"{ID_PREFIX}tls-default", "protocol_min": f"tls{default_version}"})
+        policies.append({"@id": caddy_id("tls-default"), "protocol_min": f"tls{default_version}"})
         return policies
 
     def automation_policies(self, routes: list[Located[RouteDocument]]) -> list[dict[str, Any]]:
@@ -340,7 +380,7 @@ class _Renderer:
         if not subjects:
             return []
         certificates = self.config.certificates
-        policy: dict[str, Any] = {"@id": f"{ID_PREFIX}certificates", "subjects": subjects}
+        policy: dict[str, Any] = {"@id": caddy_id("certificates"), "subjects": subjects}
         if certificates.provider == "internal":
             policy["issuers"] = [{"module": "internal"}]
         else:
@@ -358,7 +398,7 @@ class _Renderer:
     def redirect_route(self, located: Located[RouteDocument]) -> dict[str, Any]:
         port = "" if self.https_port in (None, 443) else f":{self.https_port}"
         return {
-            "@id": f"{ID_PREFIX}redirect-{located.name}",
+            "@id": caddy_id("redirect", located.name),
             "match": [{"host": [located.doc.spec.domain]}],
             "handle": [
                 {
@@ -388,7 +428,7 @@ class _Renderer:
         proxy_route: dict[str, Any] = {"handle": [*handlers, self.reverse_proxy(located, request_id)]}
         inner_routes.append(proxy_route)
         return {
-            "@id": f"{ID_PREFIX}route-{located.name}",
+            "@id": caddy_id("route", located.name),
             "match": [{"host": [spec.domain]}],
             "handle": [{"handler": "subroute", "routes": inner_routes}],
             "terminal": True,
@@ -396,10 +436,10 @@ class _Renderer:
 
     def http_route(self, located: Located[RouteDocument]) -> dict[str, Any]:
         """The route on the plain-HTTP server: a redirect, or the site itself. The same route may be
-        served on both servers, and @ids must stay unique: these get a `-http` suffix."""
+        served on both servers, and @ids must stay unique: these get PLAIN_SUFFIX (see caddy_id)."""
         tls = located.doc.spec.tls
         route = self.redirect_route(located) if tls.auto_https and tls.force_https else self.site_route(located)
-        return dict(_suffix_ids(route, "-http"))
+        return dict(_plain_copy(route))
 
     def rate_limit(self, located: Located[RouteDocument], limit: RateLimit) -> dict[str, Any]:
         if not self.capabilities.has(RATE_LIMIT_MODULE):
@@ -422,13 +462,15 @@ class _Renderer:
 
     def response_headers(self, located: Located[RouteDocument], request_id: bool) -> dict[str, Any] | None:
         headers = located.doc.spec.headers
-        to_set: dict[str, list[str]] = {}
         removed = {name.lower() for name in headers.remove}
-        for name, value in {**self.config.security.headers, **headers.set}.items():
-            if name.lower() not in removed:
-                to_set[name] = [value]
+        # Header names are case-insensitive: one entry per header, the route's spelling and value
+        # replacing a global one of any spelling (two entries would make Caddy pick one per request).
+        chosen = {name.lower(): (name, value) for name, value in self.config.security.headers.items()}
+        chosen.update({name.lower(): (name, value) for name, value in headers.set.items()})
+        to_set = {name: [value] for key, (name, value) in chosen.items() if key not in removed}
         if request_id:
-            to_set["X-Request-ID"] = ["{http.request.uuid}"]
+            to_set = {n: v for n, v in to_set.items() if n.lower() != REQUEST_ID_HEADER.lower()}
+            to_set[REQUEST_ID_HEADER] = ["{http.request.uuid}"]
         response: dict[str, Any] = {}
         if to_set:
             response["set"] = to_set
@@ -488,8 +530,8 @@ class _Renderer:
             n: [self.resolve(v, f"Route/{located.name}: headers.upstream.set.{n}", dollar_escapes=False)]
             for n, v in spec.headers.upstream.set.items()
         }
-        if request_id:
-            upstream_set["X-Request-ID"] = ["{http.request.uuid}"]
+        if request_id:  # the models refuse a rule naming it next to the middleware
+            upstream_set[REQUEST_ID_HEADER] = ["{http.request.uuid}"]
         request_headers: dict[str, Any] = {}
         if upstream_set:
             request_headers["set"] = upstream_set
@@ -513,131 +555,37 @@ class _Renderer:
         url = self.resolve(self.config.authentik.outpost_url, "global.authentik.outpostUrl")
         if len(self.problems) > before:
             return "invalid:0", False
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            # The value may be a secret: say what is wrong with it, never what it is.
-            self.problems.append(
-                "global.authentik.outpostUrl: its reference does not resolve to an http:// or https:// URL with a host"
-            )
+        try:
+            return parse_http_url(url)
+        except AddressError as exc:
+            # The value may be a secret: name the reference and what is wrong, never any part of the value.
+            source = self.config.authentik.outpost_url
+            holder = f"{source} does not hold" if source.startswith("${") else "it is not"
+            self.problems.append(f"global.authentik.outpostUrl: {holder} a usable URL: {exc}")
             return "invalid:0", False
-        tls = parts.scheme == "https"
-        port = parts.port or (443 if tls else 80)
-        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-        return f"{host}:{port}", tls
 
     def forward_auth(
         self, located: Located[RouteDocument], policy: Located[AuthPolicyDocument]
     ) -> list[dict[str, Any]]:
         dial, tls = self.outpost()
-        spec = policy.doc.spec
-        # Ids name the policy and the route ('.' never appears in names), so a plan can
-        # attribute these objects to AuthPolicy/<policy>.
-        auth_id = f"{ID_PREFIX}auth.{policy.name}.{located.name}"
-
-        def proxy_to_outpost(**extra: Any) -> dict[str, Any]:
-            handler: dict[str, Any] = {"handler": "reverse_proxy", "upstreams": [{"dial": dial}], **extra}
-            if tls:
-                handler["transport"] = {"protocol": "http", "tls": {}}
-            return handler
-
-        copied = sorted(AUTHENTIK_HEADERS.values())
-        copy_routes: list[dict[str, Any]] = [
-            # Identity headers come only from the outpost: drop whatever the client sent.
-            {"handle": [{"handler": "headers", "request": {"delete": copied}}]}
-        ]
-        for name in copied:
-            placeholder = f"{{http.reverse_proxy.header.{name}}}"
-            # Caddy 2.6.2 would pass a missing header on as the literal placeholder text;
-            # an absent placeholder compares equal to "<nil>" in the vars matcher (fact 25).
-            copy_routes.append(
-                {
-                    "match": [{"not": [{"vars": {placeholder: ["<nil>", ""]}}]}],
-                    "handle": [{"handler": "headers", "request": {"set": {name: [placeholder]}}}],
-                }
-            )
-        routes: list[dict[str, Any]] = [
-            {
-                "@id": f"{auth_id}.outpost",
-                "match": [{"path": ["/outpost.goauthentik.io/*"]}],
-                "handle": [proxy_to_outpost()],
-                "terminal": True,
-            }
-        ]
-        if spec.allowed_methods:
-            routes.append(
-                _deny(
-                    f"{auth_id}.methods", {"not": [{"method": list(spec.allowed_methods)}]}, 405, "method not allowed"
-                )
-            )
-        routes.append(
-            {
-                "@id": f"{auth_id}.forward",
-                "handle": [
-                    proxy_to_outpost(
-                        rewrite={"method": "GET", "uri": "/outpost.goauthentik.io/auth/caddy"},
-                        headers={
-                            "request": {
-                                "set": {
-                                    "X-Forwarded-Method": ["{http.request.method}"],
-                                    "X-Forwarded-Uri": ["{http.request.uri}"],
-                                }
-                            }
-                        },
-                        trusted_proxies=PRIVATE_RANGES,
-                        handle_response=[{"match": {"status_code": [2]}, "routes": copy_routes}],
-                    )
-                ],
-            }
+        # Ids name the policy and the route, so a plan can attribute these objects to AuthPolicy/<policy>.
+        return forward_auth_routes(
+            policy.doc.spec, dial, tls, lambda piece: caddy_id("auth", policy.name, located.name, piece)
         )
-        for attribute in spec.metadata.required:
-            header = AUTHENTIK_HEADERS[attribute]
-            routes.append(
-                _deny(
-                    f"{auth_id}.requires-{attribute}",
-                    {"not": [{"header_regexp": {header: {"pattern": ".+"}}}]},
-                    403,
-                    "forbidden",
-                )
-            )
-        if spec.requirements.groups:
-            alternatives = "|".join(_go_regex_escape(g) for g in sorted(spec.requirements.groups))
-            # Authentik sends groups separated by '|'.
-            pattern = f"(^|\\|)({alternatives})(\\||$)"
-            routes.append(
-                _deny(
-                    f"{auth_id}.groups",
-                    {"not": [{"header_regexp": {"X-Authentik-Groups": {"pattern": pattern}}}]},
-                    403,
-                    "forbidden",
-                )
-            )
-        return routes
 
 
-def _deny(object_id: str, matcher: dict[str, Any], status: int, body: str) -> dict[str, Any]:
-    return {
-        "@id": object_id,
-        "match": [matcher],
-        "handle": [{"handler": "static_response", "status_code": status, "body": body + "\n"}],
-        "terminal": True,
-    }
-
-
-def _go_regex_escape(text: str) -> str:
-    return re.sub(r"([\\.+*?()|\[\]{}^$])", r"\\\1", text)
-
-
-def _suffix_ids(node: Any, suffix: str) -> Any:
+def _plain_copy(node: Any) -> Any:
+    """`node` with PLAIN_SUFFIX on every `@id` (see caddy_id): the same route served on the plain-HTTP server."""
     if isinstance(node, dict):
-        return {k: (v + suffix if k == "@id" else _suffix_ids(v, suffix)) for k, v in node.items()}
+        return {k: (v + PLAIN_SUFFIX if k == "@id" else _plain_copy(v)) for k, v in node.items()}
     if isinstance(node, list):
-        return [_suffix_ids(v, suffix) for v in node]
+        return [_plain_copy(v) for v in node]
     return node
 
 
 def _catch_all() -> dict[str, Any]:
     return {
-        "@id": f"{ID_PREFIX}not-found",
+        "@id": caddy_id("not-found"),
         "handle": [{"handler": "static_response", "status_code": 404, "body": "no route for this host\n"}],
         "terminal": True,
     }

@@ -276,6 +276,15 @@ def apply(ctx: click.Context, target: Path | None, yes: bool, allow_mass_delete:
     click.echo(f"Applied {applied.revision} in {applied.seconds:.2f} s ({', '.join(applied.steps) or 'no-op'}).")
 
 
+def _resolve_stored(given: str, stored: list[str]) -> str:
+    from hecate_agent.revisions import RevisionError, resolve
+
+    try:
+        return resolve(given, stored, keep_unknown=True)
+    except RevisionError as exc:
+        fail(str(exc))
+
+
 @click.command()
 @click.argument("revision", required=False)
 @click.option("--previous", is_flag=True, help="The snapshot before the last applied one.")
@@ -302,6 +311,8 @@ def rollback(ctx: click.Context, revision: str | None, previous: bool, yes: bool
     try:
         with node.store.lock():
             recover(node)
+            if revision is not None:  # a unique prefix names a stored snapshot (ambiguous: refused)
+                revision = _resolve_stored(revision, [s.revision for s in node.store.snapshots()])
             snapshot = node.store.find(revision, previous=previous)
             if snapshot is None:
                 known = ", ".join(s.revision for s in node.store.snapshots()) or "none"

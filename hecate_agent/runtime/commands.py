@@ -111,21 +111,24 @@ def _fleet_status(settings: AgentSettings, output_format: str, wait_for: str | N
         deadline = time.monotonic() + Duration.parse(timeout).seconds
     except ValueError:
         fail(f"--timeout {timeout!r} is not a duration such as 30s or 10m")
+    from hecate_agent.revisions import RevisionError, fleet_revisions, resolve, wait_verdict
+    from hecate_agent.runtime.rollout import halted_revisions
+
     while True:
         try:
             nodes = reader.fleet()
+            halts = halted_revisions(reader.client, reader.prefix) if wait_for is not None else set()
+            if wait_for is not None:  # a unique prefix, as the fleet table shows it, names the revision
+                wait_for = resolve(wait_for, fleet_revisions(nodes) | halts, keep_unknown=True)
+        except RevisionError as exc:
+            fail(str(exc))
         except Exception as exc:  # Consul unreachable: say so plainly
             fail(f"cannot read the fleet from Consul at {reader.address}: {exc}")
         if wait_for is None:
             _print_fleet(nodes, output_format)
             return
-        done = [n for n in nodes if str(n.get("appliedRevision") or "").startswith(wait_for)]
-        failed = [
-            n
-            for n in nodes
-            if str((n.get("lastAttempt") or {}).get("revision") or "").startswith(wait_for)
-            and (n.get("lastAttempt") or {}).get("outcome") in FAILED_OUTCOMES
-        ]
+        # A node still showing "halted" for a revision whose halt was lifted is waited for, not failed.
+        done, failed = wait_verdict(nodes, wait_for, halts, FAILED_OUTCOMES)
         if failed:
             _print_fleet(nodes, output_format)
             fail(
@@ -245,8 +248,13 @@ def rollout_resume(ctx: click.Context, revision: str) -> None:
 
     settings = _settings(ctx)
     publisher = _consul(settings, "rollout coordination")
+    from hecate_agent.revisions import RevisionError, resolve_in_fleet
+
     try:
+        revision = resolve_in_fleet(publisher, revision)  # a unique prefix, as `status --fleet` shows it
         lifted = lift(publisher.client, publisher.prefix, revision)
+    except RevisionError as exc:
+        fail(str(exc))
     except (consul.ConsulException, OSError) as exc:
         fail(f"cannot reach Consul ({type(exc).__name__}); is consul.address right in agent.yaml?")
     if lifted:

@@ -95,7 +95,10 @@ class Daemon:
         self.node = self.node_factory(settings)
         self.source: Source = make_source(settings)
         self.consul = make_publisher(settings)
-        coordinator = make_coordinator(settings, self.consul, self.stopping)
+        # A halted node does not queue on every sync; it waits on the halt key, and this wakes it.
+        coordinator = make_coordinator(
+            settings, self.consul, self.stopping, on_resume=lambda: self.trigger("halt-lifted")
+        )
         self.gate = (
             RolloutGate(coordinator, stopping=self.stopping, retry=self.worker.retry_soon)
             if coordinator is not None

@@ -33,7 +33,10 @@ def make_publisher(settings: AgentSettings) -> ConsulPublisher | None:
 
 
 def make_coordinator(
-    settings: AgentSettings, publisher: ConsulPublisher | None, stopping: threading.Event
+    settings: AgentSettings,
+    publisher: ConsulPublisher | None,
+    stopping: threading.Event,
+    on_resume: Callable[[], None] | None = None,
 ) -> RolloutCoordinator | None:
     rollout = settings.rollout
     if rollout is None or publisher is None:
@@ -44,6 +47,7 @@ def make_coordinator(
         soak=rollout.soak.seconds,
         wait_timeout=rollout.wait_timeout.seconds,
         stopping=stopping,
+        on_resume=on_resume,
     )
 
 

@@ -197,26 +197,47 @@ def check_snapshot(
     of a 10,000-file repository uses every core. Workers send back only
     problems and the small `Facts` the cross-file checks need, never models.
     """
+    verdict = check_snapshot_parts(files, limits, workers=workers)
+    return sorted(set(verdict.file_problems + verdict.cross_problems)), verdict.counts
+
+
+@dataclass
+class Verdict:
+    """What `check_snapshot` finds, split by cause: `file_problems` each come from one file on its own;
+    `cross_problems` from comparing files (a name or domain used twice, an AuthPolicy or config.yaml
+    setting a route relies on, a port taken twice), so a change to any file may cause them."""
+
+    file_problems: list[SpecProblem]
+    cross_problems: list[SpecProblem]
+    counts: dict[str, int]
+
+
+def check_snapshot_parts(
+    files: Sequence[SourceFile], limits: ReadLimits = DEFAULT_LIMITS, *, workers: int | None = None
+) -> Verdict:
+    """`check_snapshot`, with the problems split into per-file and cross-file ones."""
     workers = workers if workers is not None else min(os.cpu_count() or 1, 4)
     specs = [f for f in files if f.path not in CONFIG_FILES]
-    if workers < 2 or len(specs) < PARALLEL_THRESHOLD:
-        result = load_specs(files, limits)
-        return result.problems, result.counts
     locator = Locator({f.display: f.data for f in files}, limits)
     config, config_file, problems = _load_config(files, limits, locator)
-    global _FORKED_SNAPSHOT  # noqa: PLW0603  (read by the forked children instead of pickling 10k files)
-    _FORKED_SNAPSHOT = specs
-    try:
-        context = multiprocessing.get_context("fork")  # children inherit the imported modules: no start-up
-        with context.Pool(workers) as pool:
-            outcomes = pool.starmap(_check_share, [(share, workers, limits) for share in range(workers)])
-    finally:
-        _FORKED_SNAPSHOT = []
-    facts = [fact for share_facts, _ in outcomes for fact in share_facts]
-    for _, share_problems in outcomes:
-        problems += share_problems
-    problems += check_cross_references(facts, config, locator)
-    return sorted(set(problems)), count_kinds(facts, config_file)
+    if workers < 2 or len(specs) < PARALLEL_THRESHOLD:
+        documents, more = validate_documents(specs, limits, locator)
+        facts = [facts_of(d) for d in documents]
+        problems += more
+    else:
+        global _FORKED_SNAPSHOT  # noqa: PLW0603  (read by the forked children instead of pickling 10k files)
+        _FORKED_SNAPSHOT = specs
+        try:
+            context = multiprocessing.get_context("fork")  # children inherit the imported modules: no start-up
+            with context.Pool(workers) as pool:
+                outcomes = pool.starmap(_check_share, [(share, workers, limits) for share in range(workers)])
+        finally:
+            _FORKED_SNAPSHOT = []
+        facts = [fact for share_facts, _ in outcomes for fact in share_facts]
+        for _, share_problems in outcomes:
+            problems += share_problems
+    cross = check_cross_references(facts, config, locator)
+    return Verdict(problems, cross, count_kinds(facts, config_file))
 
 
 PARALLEL_THRESHOLD = 1000

@@ -22,8 +22,17 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
+from hecate_agent.spec.addresses import AddressError, parse_server
+from hecate_agent.spec.headers import (
+    GROUP_NAME_PATTERN,
+    IDENTITY_NAME_PATTERN,
+    check_group_name,
+    check_header_rules,
+    check_request_id,
+    refuse_identity_header,
+)
 from hecate_agent.spec.types import (
-    STREAM_SERVER_PATTERN,
+    HEADER_NAME_PATTERN,
     Dial,
     Domain,
     Duration,
@@ -36,17 +45,15 @@ from hecate_agent.spec.types import (
     LabelValue,
     ListenAddress,
     Middleware,
-    PlainText,
     Port,
     RateLimit,
+    RequestId,
     ResourceName,
+    StreamServer,
     Templated,
     TlsVersion,
     UpstreamHeaderValue,
     UrlOrReference,
-    normalize_dial,
-    normalize_upstream_host,
-    split_host_port,
 )
 
 API_VERSION = "hecate.io/v1"
@@ -136,14 +143,38 @@ class HeaderRules(SpecModel):
     set: dict[HeaderName, HeaderValue] = Field(default_factory=dict, description="Headers to set (replacing).")
     remove: list[HeaderName] = Field(default_factory=list, description="Header names to remove.")
 
+    @model_validator(mode="after")
+    def _one_spelling_per_header(self) -> HeaderRules:
+        check_header_rules(type(self).__name__, self.set, self.remove)
+        return self
+
+
+# A header of the proxied request: any name but the identity headers forward auth supplies.
+UpstreamHeaderName = Annotated[
+    str,
+    Field(
+        pattern=HEADER_NAME_PATTERN,
+        max_length=256,
+        description="An HTTP header name (RFC 9110 token), not an X-Authentik-* identity header "
+        "(those come from the AuthPolicy's forward auth only).",
+        json_schema_extra={"pattern": f"^(?!{IDENTITY_NAME_PATTERN}){HEADER_NAME_PATTERN[1:]}"},
+    ),
+    AfterValidator(refuse_identity_header),
+]
+
 
 class UpstreamHeaderRules(SpecModel):
-    set: dict[HeaderName, UpstreamHeaderValue] = Field(
+    set: dict[UpstreamHeaderName, UpstreamHeaderValue] = Field(
         default_factory=dict,
         description="Headers to set (replacing) on the proxied request; values may hold ${ENV_VAR} or "
         "${vault:path#key} references (e.g. a backend's API key).",
     )
-    remove: list[HeaderName] = Field(default_factory=list, description="Header names to remove.")
+    remove: list[UpstreamHeaderName] = Field(default_factory=list, description="Header names to remove.")
+
+    @model_validator(mode="after")
+    def _one_spelling_per_header(self) -> UpstreamHeaderRules:
+        check_header_rules(type(self).__name__, self.set, self.remove)
+        return self
 
 
 class RouteHeaders(HeaderRules):
@@ -179,6 +210,8 @@ class RouteSpec(SpecModel):
             if kind in seen:
                 raise PydanticCustomError("hecate", f"middleware {kind!r} is listed twice; keep one")
             seen.add(kind)
+        if any(isinstance(item, RequestId) for item in self.middleware):
+            check_request_id(self.headers)
         return self
 
 
@@ -194,8 +227,20 @@ class RouteDocument(SpecModel):
 AuthentikAttribute = Literal["username", "groups", "email", "name", "uid", "entitlements"]
 
 
+GroupName = Annotated[
+    str,
+    Field(
+        max_length=1024,
+        json_schema_extra={"pattern": GROUP_NAME_PATTERN},
+        description="An Authentik group name: not empty, no '|' (it separates the groups Authentik sends), "
+        "no control characters or braces, no whitespace at either end.",
+    ),
+    AfterValidator(check_group_name),
+]
+
+
 class AuthRequirements(SpecModel):
-    groups: list[PlainText] = Field(
+    groups: list[GroupName] = Field(
         default_factory=list, description="The user must be in at least one of these Authentik groups."
     )
     mfa: bool = Field(default=False, description="Require the Authentik flow to enforce MFA.")
@@ -243,14 +288,6 @@ class AuthPolicyDocument(SpecModel):
 
 
 # --- Stream -------------------------------------------------------------------------
-
-StreamServer = Annotated[
-    str,
-    Field(
-        pattern=STREAM_SERVER_PATTERN,
-        description="Upstream 'host:port'; with a preset, the host alone (each preset port maps to itself).",
-    ),
-]
 
 
 class StreamUpstream(SpecModel):
@@ -315,21 +352,17 @@ class StreamSpec(SpecModel):
 
 
 def _check_stream_server(server: str, *, with_port: bool, preset: str | None) -> None:
-    bracketed_v6 = server.startswith("[") and server.endswith("]")
-    has_port = not bracketed_v6 and ":" in server
-    if with_port:
-        if not has_port:
-            raise PydanticCustomError("hecate", f"upstream {server!r} needs a port: 'host:port'")
-        normalize_dial(server)
-    else:
-        if has_port:
-            host, _ = split_host_port(server)
-            raise PydanticCustomError(
-                "hecate",
-                f"upstream {server!r}: with preset {preset!r} give the host only ({host!r}); "
-                f"each preset port is forwarded to the same port on it",
-            )
-        normalize_upstream_host(server, server)
+    """The field checked the syntax; here, whether a port must or must not be given."""
+    try:
+        host, port = parse_server(server, with_port=with_port)
+    except AddressError as exc:
+        raise PydanticCustomError("hecate", f"upstream {server!r}: {exc}") from None
+    if not with_port and port is not None:
+        raise PydanticCustomError(
+            "hecate",
+            f"upstream {server!r}: with preset {preset!r} give the host only ({host!r}); "
+            f"each preset port is forwarded to the same port on it",
+        )
 
 
 class StreamDocument(SpecModel):
@@ -378,8 +411,14 @@ class SecuritySettings(SpecModel):
     tls_min_version: TlsVersion = Field(default="1.2", description="Default minimum TLS version.")
     headers: dict[HeaderName, HeaderValue] = Field(
         default_factory=dict,
-        description="Response headers set on every route unless the route overrides them.",
+        description="Response headers set on every route unless the route overrides them (in any spelling: "
+        "header names are case-insensitive).",
     )
+
+    @model_validator(mode="after")
+    def _one_spelling_per_header(self) -> SecuritySettings:
+        check_header_rules(type(self).__name__, self.headers, set_field="headers")
+        return self
 
 
 class AuthentikSettings(SpecModel):

@@ -21,6 +21,16 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, PlainValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
+from hecate_agent.spec import addresses
+from hecate_agent.spec.addresses import (
+    HTTP_URL_PATTERN,
+    ZONE_MAX,
+    AddressError,
+    parse_dial,
+    parse_http_url,
+    parse_server,
+)
+
 
 def _fail(message: str) -> PydanticCustomError:
     return PydanticCustomError("hecate", message)
@@ -120,7 +130,6 @@ LabelValue = Annotated[str, Field(pattern=PLAIN_TEXT_PATTERN, max_length=256)]
 # --- hosts and addresses ------------------------------------------------------
 
 _LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
-_UPSTREAM_LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\Z")
 
 DOMAIN_PATTERN = r"^(\*\.)?[^\s*/:@{}\[\]\\;,'\"$]+$"
 
@@ -183,61 +192,49 @@ Domain = Annotated[
     AfterValidator(normalize_domain),
 ]
 
-PORT_PATTERN = r"([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
-UPSTREAM_HOST_PATTERN = r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?)"
-DIAL_PATTERN = f"^{UPSTREAM_HOST_PATTERN}:{PORT_PATTERN}$"
-STREAM_SERVER_PATTERN = r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?)(:[0-9]{1,5})?$"
 
-
-def normalize_upstream_host(host: str, original: str) -> str:
-    if host.startswith("["):
-        try:
-            ipaddress.IPv6Address(host[1:-1])
-        except ValueError:
-            raise _fail(f"{original!r}: {host} is not a valid IPv6 address") from None
-        return host.lower()
-    if "://" in original:
-        raise _fail(f"{original!r}: write host:port without a scheme, e.g. '10.0.0.5:8080'")
-    if ":" in host:
-        raise _fail(f"{original!r}: put an IPv6 address in brackets, e.g. '[2001:db8::1]:8080'")
-    lowered = host.lower()
-    if _looks_like_ip(lowered):
-        return lowered
-    if len(lowered) > 253 or not all(_UPSTREAM_LABEL.match(part) for part in lowered.split(".")):
-        raise _fail(f"{original!r}: {host!r} is not a valid host name or IPv4 address")
-    return lowered
-
-
-def split_host_port(value: str) -> tuple[str, int]:
-    if not isinstance(value, str):
-        raise _fail(f"expected 'host:port' as a string, got {type(value).__name__}")
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isascii() or not port.isdigit() or len(port) > 5:
-        raise _fail(f"{value!r} is not host:port; write e.g. '10.0.0.5:8080' or 'app.internal:3000'")
-    number = int(port)
-    if not 1 <= number <= 65535:
-        raise _fail(f"{value!r}: port {number} is outside 1-65535")
-    return host, number
+# One grammar for upstream addresses, published as these patterns and used as they are by the
+# validators below (spec/addresses.py); the Python around them only explains a refusal.
+DIAL_PATTERN = addresses.DIAL_PATTERN
+STREAM_SERVER_PATTERN = addresses.STREAM_SERVER_PATTERN
 
 
 def normalize_dial(value: str) -> str:
-    host, port = split_host_port(value)
-    return f"{normalize_upstream_host(host, value)}:{port}"
+    try:
+        return parse_dial(value)
+    except AddressError as exc:
+        raise _fail(f"{value!r} is not a valid upstream address: {exc}") from None
 
 
-# The pattern is published in the schema for editors; the validator checks the
-# same rules itself so it can say precisely what is wrong (e.g. the port range).
 Dial = Annotated[
     str,
     Field(
         json_schema_extra={"pattern": DIAL_PATTERN},
         description="Upstream address 'host:port': a host name, an IPv4 address or a bracketed IPv6 "
-        "address, and a port 1-65535.",
+        f"address (optionally with a zone of 1-{ZONE_MAX} interface-name characters, '[fe80::1%eth0]'), "
+        "and a port 1-65535 without leading zeros.",
     ),
     AfterValidator(normalize_dial),
 ]
 
-UPSTREAM_HOST_ONLY_PATTERN = f"^{UPSTREAM_HOST_PATTERN}$"
+
+def check_stream_server(value: str) -> str:
+    try:
+        parse_server(value, with_port=False)
+    except AddressError as exc:
+        raise _fail(f"{value!r} is not a valid upstream server: {exc}") from None
+    return value
+
+
+StreamServer = Annotated[
+    str,
+    Field(
+        json_schema_extra={"pattern": STREAM_SERVER_PATTERN},
+        description="Upstream 'host:port'; with a preset, the host alone (each preset port maps to itself). "
+        "A host name, an IPv4 address or a bracketed IPv6 address (no zone: Nginx cannot use one).",
+    ),
+    AfterValidator(check_stream_server),
+]
 
 
 def normalize_listen_address(value: str) -> str:
@@ -441,13 +438,30 @@ UpstreamHeaderValue = Annotated[
 ]
 
 
-URL_OR_REFERENCE_PATTERN = r"^(https?://[^\s{}$\x00-\x1f\x7f]+|\$\{(" + REFERENCE_BODY + r")\})$"
+_WHOLE_REFERENCE = re.compile(r"\$\{(" + REFERENCE_BODY + r")\}\Z")
+URL_OR_REFERENCE_PATTERN = "^(" + HTTP_URL_PATTERN[1:-1] + r"|\$\{(" + REFERENCE_BODY + r")\})$"
+
+
+def check_url_or_reference(value: str) -> str:
+    """A written URL is parsed now, as the renderer will parse it (a reference is parsed once resolved)."""
+    if _WHOLE_REFERENCE.match(value):
+        return _check_vault_paths(value)
+    if value.startswith("$"):
+        raise _fail(f"{value!r}: write a URL, or a single reference '${{NAME}}' or '${{vault:path#key}}' alone")
+    try:
+        parse_http_url(value)
+    except AddressError as exc:
+        raise _fail(f"{value!r} is not a usable URL: {exc}") from None
+    return value
+
+
 UrlOrReference = Annotated[
     str,
     Field(
-        pattern=URL_OR_REFERENCE_PATTERN,
+        json_schema_extra={"pattern": URL_OR_REFERENCE_PATTERN},
         max_length=2048,
-        description="An http:// or https:// URL, or a single ${ENV_VAR} or ${vault:path#key} reference that holds one.",
+        description="An http:// or https:// URL (host name, IPv4 or [IPv6] address, optional port 1-65535), "
+        "or a single ${ENV_VAR} or ${vault:path#key} reference that holds one.",
     ),
-    AfterValidator(_check_vault_paths),
+    AfterValidator(check_url_or_reference),
 ]

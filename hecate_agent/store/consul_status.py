@@ -9,6 +9,12 @@ TTL check fed by the same heartbeat, so Consul's UI and DNS show node health.
 Consul being down never stops reconciling: only the latest status is kept
 (no queue) and published when Consul answers again.
 
+An idle node costs Consul little: the status is written when it changes (not
+its timestamps: liveness is what the session and the TTL check are for), the
+session is renewed at every heartbeat (a third of the session TTL) and the TTL
+check is passed once per session TTL (its own TTL is three times that). At the
+default 30 s TTL that is 0.13 requests/s per node.
+
 py-consul is the maintained fork of python-consul (same `consul` import):
 python-consul is unmaintained and its asyncio client is broken on Python 3.11.
 Two of its habits are neutralised here: `CONSUL_HTTP_TOKEN` would override an
@@ -20,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -57,6 +64,9 @@ class ConsulPublisher:
         self.session: str | None = None
         self.registered = False
         self.pending: dict[str, Any] | None = None
+        self.written: str | None = None  # what Consul holds (without timestamps), while the session lives
+        self.last: dict[str, Any] | None = None  # the status last written
+        self.passed_at = -1e9  # monotonic time of the last TTL check pass
         self.failures = 0
         self.lock = threading.Lock()
 
@@ -84,9 +94,11 @@ class ConsulPublisher:
                     try:
                         self.client.session.renew(self.session)
                     except consul.NotFound:
-                        self.session = None  # expired while we could not reach Consul
+                        self._lost_session()  # expired while we could not reach Consul
                 self._register()
-                self.client.agent.check.ttl_pass(f"service:{self.service_id}", notes="hecate-agent heartbeat")
+                if time.monotonic() - self.passed_at >= self.session_ttl:
+                    self.client.agent.check.ttl_pass(f"service:{self.service_id}", notes="hecate-agent heartbeat")
+                    self.passed_at = time.monotonic()
             except (consul.ConsulException, OSError, ValueError) as exc:
                 return self._failed(exc)
             return self._flush()
@@ -98,7 +110,14 @@ class ConsulPublisher:
                 self.session = self._create_session()
             return self.session
 
+    def _lost_session(self) -> None:
+        self.session = None
+        self.written = None  # the status went with the session: write it again
+        if self.pending is None:
+            self.pending = self.last
+
     def _create_session(self) -> str:
+        self.written = None
         return str(
             self.client.session.create(name=self.service_id, behavior="delete", ttl=self.session_ttl, lock_delay=0)
         )
@@ -117,6 +136,10 @@ class ConsulPublisher:
     def _flush(self) -> bool:
         if self.pending is None:
             return True
+        content = _content(self.pending)
+        if self.session is not None and content == self.written:
+            self.pending = None  # nothing new for Consul
+            return True
         try:
             if self.session is None:
                 self.session = self._create_session()
@@ -124,12 +147,15 @@ class ConsulPublisher:
             if not self.client.kv.put(self.key, body, acquire=self.session):
                 # Someone else's session holds the key (a previous run of this node): take over.
                 self.client.kv.delete(self.key)
-                self.client.kv.put(self.key, body, acquire=self.session)
+                if not self.client.kv.put(self.key, body, acquire=self.session):
+                    self._lost_session()  # ours is gone (Consul refuses it): a new one next time
+                    return self._failed(RuntimeError("session refused"))
         except (consul.ConsulException, OSError, ValueError) as exc:
             if isinstance(exc, consul.NotFound):
-                self.session = None
+                self._lost_session()
             return self._failed(exc)
-        self.pending = None
+        self.last, self.pending = self.pending, None
+        self.written = content
         return True
 
     def _failed(self, exc: Exception) -> bool:
@@ -142,7 +168,7 @@ class ConsulPublisher:
             if self.session is not None:
                 with contextlib.suppress(consul.ConsulException, OSError):
                     self.client.session.destroy(self.session)
-                self.session = None
+                self.session, self.written = None, None
 
     def fleet(self) -> list[dict[str, Any]]:
         """Every live node's status document."""
@@ -155,3 +181,12 @@ class ConsulPublisher:
                 except ValueError:
                     continue
         return sorted(found, key=lambda s: str(s.get("node")))
+
+
+def _content(status: dict[str, Any]) -> str:
+    """The status without its timestamps: what decides whether Consul needs a write."""
+    attempt = status.get("lastAttempt")
+    bare = {k: v for k, v in status.items() if k != "updatedAt"}
+    if isinstance(attempt, dict):
+        bare["lastAttempt"] = {k: v for k, v in attempt.items() if k != "at"}
+    return json.dumps(bare, sort_keys=True, default=str)

@@ -10,13 +10,12 @@ read with the live config), then a read-back that must equal what was sent.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from hecate_agent.engine.errors import ApplyError
 from hecate_agent.engine.ports import TargetLive
-from hecate_agent.render.caddy import ID_PREFIX, CaddySettings, merge, parse_listen
+from hecate_agent.render.caddy import ID_PREFIX, PLAIN_SUFFIX, CaddySettings, merge, parse_listen
 from hecate_agent.targets import sockets
 from hecate_agent.targets.caddy_admin import CaddyAdmin, CaddyConflictError, CaddyError
 
@@ -26,7 +25,6 @@ if TYPE_CHECKING:
     from hecate_agent.store.state import Snapshot
 
 ORDER = 30
-READ_RETRIES = (0.1, 0.2, 0.4)  # seconds between attempts to read the config right after a load
 
 
 def owned_part(config: Mapping[str, Any], settings: CaddySettings) -> dict[str, Any]:
@@ -96,7 +94,11 @@ def caddy_resources(config: Mapping[str, Any] | None, server: str) -> tuple[dict
 
 
 def _route_owner(route_id: str, plain: bool) -> str | None:
-    body = route_id[:-5] if plain and route_id.endswith("-http") else route_id
+    body = route_id
+    if plain and route_id.endswith(PLAIN_SUFFIX):
+        body = route_id[: -len(PLAIN_SUFFIX)]
+    elif plain and route_id.endswith("-http"):
+        body = route_id[: -len("-http")]  # written by agents before the `.http` suffix (issue 11)
     for prefix in (f"{ID_PREFIX}route-", f"{ID_PREFIX}redirect-"):
         if body.startswith(prefix):
             return body[len(prefix) :]
@@ -202,7 +204,7 @@ class CaddyTarget:
             raise ApplyError("caddy", f"{exc}{hint}") from None
         record["changed"] = True
         try:
-            now = self._config_after_load()
+            now = self.admin.get_config().config
         except CaddyError as exc:
             raise ApplyError("verify", str(exc)) from None
         if now != wanted:
@@ -219,10 +221,10 @@ class CaddyTarget:
         if record.get("changed") is False:
             return  # never changed here (e.g. someone else's edit refused the load): leave it
         try:
-            if (live.state if live is not None else self._config_after_load()) == record["old"]:
+            if (live.state if live is not None else self.admin.get_config().config) == record["old"]:
                 return
             self.admin.load(record["old"])
-            if self._config_after_load() != record["old"]:
+            if self.admin.get_config().config != record["old"]:
                 raise CaddyError("Caddy's config differs from the snapshot after the rollback load")
         except CaddyError as exc:
             raise ApplyError(
@@ -230,18 +232,6 @@ class CaddyTarget:
                 f"{exc}. Run `hecate-agent rollback --previous` or POST the snapshot (the journal's "
                 "targets.caddy.old) to Caddy's /load",
             ) from None
-
-    def _config_after_load(self) -> Any:
-        """The config, read right after a load: Caddy may be restarting its admin endpoint then
-        ("connection reset by peer"), so a connection error is retried a few times, briefly."""
-        for delay in READ_RETRIES:
-            try:
-                return self.admin.get_config().config
-            except CaddyError as exc:
-                if exc.status is not None:
-                    raise  # Caddy answered: not transient
-                time.sleep(delay)
-        return self.admin.get_config().config
 
     def commit(self, record: dict[str, Any]) -> None:
         del record

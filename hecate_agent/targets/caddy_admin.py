@@ -5,6 +5,12 @@ config ETag as an HTTP trailer, which HTTP clients drop, so it is computed
 here from the body (FNV-1a over the exact bytes); `POST /load` ignores
 If-Match while `POST /config/` honours it; a unix-socket admin wants an empty
 Host header; errors come back as `{"error": "..."}` and are passed on verbatim.
+
+Reads are retried a few times, within ~1.5 s, when the connection is refused or
+reset before Caddy answers: right after a `/load`, Caddy restarts its admin
+endpoint, and a verification read landing in that moment must not roll back
+(and halt) a revision every node can apply. An answer from Caddy (any HTTP
+status) is never retried, and writes are never retried.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import json
 import re
 import socket
 import subprocess
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,6 +38,9 @@ class CaddyError(HecateError):
         self.status = status
         self.caddy_message = caddy_message
         super().__init__(message)
+
+
+READ_RETRY_DELAYS = (0.1, 0.2, 0.4, 0.8)  # seconds before each retry of a read Caddy did not answer
 
 
 class CaddyConflictError(CaddyError):
@@ -75,10 +85,15 @@ class CaddyAdmin:
         self.close()
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            response = self._client.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise CaddyError(f"cannot reach Caddy's admin API at {self.admin_url}: {exc}") from None
+        delays = READ_RETRY_DELAYS if method == "GET" else ()
+        for attempt in range(len(delays) + 1):
+            try:
+                response = self._client.request(method, path, **kwargs)
+                break
+            except httpx.HTTPError as exc:
+                if attempt == len(delays) or not isinstance(exc, httpx.TransportError):
+                    raise CaddyError(f"cannot reach Caddy's admin API at {self.admin_url}: {exc}") from None
+                time.sleep(delays[attempt])
         if response.status_code >= 400:
             text = _error_text(response)
             if response.status_code == 412:
@@ -101,7 +116,16 @@ class CaddyAdmin:
         request is made with h11 directly (it hands trailers over). Computing the
         FNV-1a hash ourselves would work too, but costs ~1.3 s per 5 MB in Python.
         """
-        body, etag = self._get_with_trailers("/config/")
+        for delay in READ_RETRY_DELAYS:
+            try:
+                body, etag = self._get_with_trailers("/config/")
+                break
+            except CaddyError as exc:
+                if exc.status is not None:  # Caddy answered: no transient error
+                    raise
+                time.sleep(delay)
+        else:
+            body, etag = self._get_with_trailers("/config/")
         config = json.loads(body) if body.strip() else None
         return LiveConfig(config if isinstance(config, dict) else {}, etag or f'"/config/ {fnv1a32(body)}"')
 
@@ -123,6 +147,7 @@ class CaddyAdmin:
         sock.settimeout(self.timeout)
         chunks: list[bytes] = []
         etag: str | None = None
+        complete = False
         try:
             sock.connect(target)
             request = h11.Request(method="GET", target=path, headers=[("Host", host), ("Connection", "close")])
@@ -140,6 +165,7 @@ class CaddyAdmin:
                     chunks.append(bytes(event.data))
                 elif isinstance(event, h11.EndOfMessage):
                     etag = _header(event.headers, b"etag") or etag
+                    complete = True
                     break
                 elif event is h11.PAUSED or isinstance(event, h11.ConnectionClosed):
                     break
@@ -147,6 +173,8 @@ class CaddyAdmin:
             raise CaddyError(f"cannot reach Caddy's admin API at {self.admin_url}: {exc}") from None
         finally:
             sock.close()
+        if not complete:  # closed mid-answer: as unreachable as a refused connection
+            raise CaddyError(f"cannot reach Caddy's admin API at {self.admin_url}: the connection closed early")
         body = b"".join(chunks)
         if status >= 400:
             text = body.decode(errors="replace").strip()

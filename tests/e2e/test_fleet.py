@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from tests.e2e.conftest import PLAIN, Agent, Remote
 from tests.helpers import dump_yaml, route
 from tests.support.caddy import CaddyInstance
 from tests.support.consul_server import FakeConsul
+from tests.support.fleet import halt_written_at, max_holders, published, taken_after
 from tests.support.http import Upstream, http_get
 from tests.support.nginx import NginxInstance
 from tests.support.node import NodeUnderTest
@@ -66,24 +66,14 @@ def fleet(tmp_path: Path) -> Iterator[tuple[list[Agent], FakeConsul, Remote]]:
         consul_server.close()
 
 
-def holder_counts(server: FakeConsul, revision: str) -> list[int]:
-    """How many nodes held a slot after each write of the revision's semaphore, in order."""
-    with server.state.lock:
-        writes = list(server.state.writes)
-    return [len(json.loads(body)["Holders"]) for _, key, body in writes
-            if key == f"hecate/rollout/{revision}/.lock"]
+def logs(agents: list[Agent]) -> dict[str, Path]:
+    return {f"edge-{i}": agent.log for i, agent in enumerate(agents)}
 
 
 def fleet_cli(agent: Agent, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "hecate_agent", "--config", str(agent.config), *args],
                           capture_output=True, text=True, timeout=60, check=False,
                           env={"PATH": "/usr/local/bin:/usr/bin:/bin"})
-
-
-def published(server: FakeConsul) -> dict[str, dict[str, Any]]:
-    with server.state.lock:
-        entries = [e for k, e in server.state.kv.items() if k.endswith("/status")]
-    return {s["node"]: s for s in (json.loads(base64.b64decode(e["Value"])) for e in entries)}
 
 
 def test_a_fleet_rolls_out_two_at_a_time_halts_a_bad_revision_and_takes_the_fix(fleet) -> None:
@@ -96,13 +86,24 @@ def test_a_fleet_rolls_out_two_at_a_time_halts_a_bad_revision_and_takes_the_fix(
             agent.start()
         for agent in agents:
             agent.wait_applied(first, timeout=90)
-        counts = holder_counts(consul_server, first)
-        assert counts and max(counts) == 2, counts  # never more than two between "started" and "soaked"
+        # Never more than two between "slot taken" and "slot released" (apply, verification, soak).
+        assert max_holders(logs(agents), first) == 2
         assert all(http_get(a.node.caddy.http_port, "app.example.com").json()["upstream"] == "good" for a in agents)
 
         waited = fleet_cli(agents[0], "status", "--fleet", "--wait-for", first, "--timeout", "30s")
         assert waited.returncode == 0, waited.stdout + waited.stderr
         assert f"All {NODES} node(s) applied {first}." in waited.stdout
+
+        # Idle (polls every second, drift checks every two): the status is not rewritten to Consul after
+        # every poll, only on the last real changes (the first stream probe's result, applied -> noop).
+        assert wait_until(lambda: all(s.get("phase") == "Synced" for s in published(consul_server).values()),
+                          timeout=20)
+        with consul_server.state.lock:
+            writes = len(consul_server.state.writes)
+        threading.Event().wait(6)
+        with consul_server.state.lock:
+            keys = [key for _, key, _ in consul_server.state.writes[writes:]]
+        assert all(keys.count(k) <= 2 for k in keys), keys  # was: one per poll, 6 or more
 
         # A revision whose verification fails (its labelled route answers 502 everywhere): the first
         # nodes to try it roll back and halt it; the others refuse it by name.
@@ -123,7 +124,9 @@ def test_a_fleet_rolls_out_two_at_a_time_halts_a_bad_revision_and_takes_the_fix(
             assert status["phase"] == "Halted" and status["lastAttempt"]["haltedBy"] in failed
             assert any(status["lastAttempt"]["error"].startswith(f"halted by node {n}:") for n in failed)
         assert all(s["appliedRevision"] == first for s in statuses.values())  # every node still serves `first`
-        assert max(holder_counts(consul_server, bad)) <= 2
+        assert max_holders(logs(agents), bad) <= 2
+        halted_at = halt_written_at(consul_server, bad)
+        assert halted_at is not None and taken_after(logs(agents), bad, halted_at) == []  # halts hold
         assert all(http_get(a.node.caddy.http_port, "app.example.com").json()["upstream"] == "good" for a in agents)
         assert wait_until(lambda: all(published(consul_server).get(n, {}).get("phase") == "Halted" for n in halted),
                           timeout=10), published(consul_server)
@@ -139,6 +142,40 @@ def test_a_fleet_rolls_out_two_at_a_time_halts_a_bad_revision_and_takes_the_fix(
         remote.push()
         for agent in agents:
             agent.wait_applied(fixed, timeout=90)
-        assert max(holder_counts(consul_server, fixed)) <= 2
+        assert max_holders(logs(agents), fixed) <= 2
         assert all(http_get(a.node.caddy.http_port, "app.example.com").json()["upstream"] == "other" for a in agents)
         assert all(s["phase"] == "Synced" for s in (a.status() for a in agents))
+
+
+def test_resume_then_wait_for_with_the_short_revision_takes_the_halted_revision_everywhere(fleet) -> None:
+    """Issue 13 #4/#5 end to end: the nodes refuse a halted revision and wait on the halt key (not on
+    every poll); `rollout resume <12 chars>` wakes them, and `--wait-for <12 chars>` right after it waits
+    for them instead of failing on their stale "halted" status."""
+    from hecate_agent.runtime.rollout import RolloutCoordinator
+    from hecate_agent.store.consul_status import ConsulPublisher
+
+    agents, consul_server, remote = fleet
+    good, other = Upstream("good"), Upstream("other")
+    with serving(good, other):
+        first = remote.commit({"specs/routes/app.yaml": app(good.dial)}, "first")
+        remote.push()
+        for agent in agents:
+            agent.start()
+        for agent in agents:
+            agent.wait_applied(first, timeout=90)
+        second = remote.commit({"specs/routes/app.yaml": app(other.dial)}, "second")
+        operator = ConsulPublisher(f"http://127.0.0.1:{consul_server.port}", "ops")
+        RolloutCoordinator(operator, max_concurrent=2, soak=0, wait_timeout=1,
+                           stopping=threading.Event()).halt(second, "blocked: held by an operator")
+        remote.push()
+        assert wait_until(lambda: all(published(consul_server).get(f"edge-{i}", {}).get("phase") == "Halted"
+                                      for i in range(NODES)), timeout=60), published(consul_server)
+        short = second[:12]
+        failed = fleet_cli(agents[0], "status", "--fleet", "--wait-for", short, "--timeout", "5s")
+        assert failed.returncode == 1 and f"{second} failed on: " in failed.stderr
+        lifted = fleet_cli(agents[0], "rollout", "resume", short)
+        assert lifted.returncode == 0 and f"Lifted the halt on {second}" in lifted.stdout, lifted.stderr
+        waited = fleet_cli(agents[0], "status", "--fleet", "--wait-for", short, "--timeout", "60s")
+        assert waited.returncode == 0, waited.stdout + waited.stderr
+        assert f"All {NODES} node(s) applied {second}." in waited.stdout
+        assert all(http_get(a.node.caddy.http_port, "app.example.com").json()["upstream"] == "other" for a in agents)

@@ -229,6 +229,11 @@ def test_rollback_previous_is_exact_and_suspends(node: NodeUnderTest, backends, 
     (repo / "streams" / "echo.yaml").unlink()
     assert node.cli("apply", str(repo), "--yes").returncode == 0
     assert http_get(node.caddy.http_port, "app.example.com").json()["upstream"] == "b"
+    # Revisions as prefixes, Git-style: both stored revisions start "sha256:", so that prefix is refused.
+    ambiguous = node.cli("rollback", "sha256:", "--yes")
+    assert ambiguous.returncode == 1 and "is ambiguous: it starts sha256:" in ambiguous.stderr
+    short = node.cli("rollback", "sha", "--yes")
+    assert short.returncode == 1 and "too short" in short.stderr
     result = node.cli("rollback", "--previous", "--yes")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "suspended" in result.stdout

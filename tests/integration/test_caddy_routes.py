@@ -160,9 +160,15 @@ def test_forward_auth_to_an_authentik_outpost(caddy: CaddyInstance) -> None:
         assert outpost.seen[-1]["X-Forwarded-Method"] == "GET"
 
         alice = http_get(port, "app.example.com", "/", {"Cookie": "authentik_session=alice",
-                                                         "X-Authentik-Username": "mallory"})
+                                                         "X-Authentik-Username": "mallory",
+                                                         "X_Authentik_Username": "mallory",
+                                                         "x-authentik_GROUPS": "admins",
+                                                         "X-Authentik-Meta": "forged"})
         seen = alice.json()["headers"]
         assert seen["X-Authentik-Username"] == "alice"  # the spoofed value is gone
+        # So is every other spelling a CGI-style backend would read as an identity header.
+        assert not [k for k in seen if k.lower().replace("_", "-").startswith("x-authentik-")
+                    and k not in ("X-Authentik-Username", "X-Authentik-Groups", "X-Authentik-Email")], seen
         assert seen["X-Authentik-Groups"] == "users|staff"
         assert seen["X-Authentik-Email"] == "a@x"
 

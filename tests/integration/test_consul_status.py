@@ -90,3 +90,24 @@ def test_fleet_table_and_wait_for(consul_server: FakeConsul, tmp_path) -> None:
     b.publish({**status("edge-b", "new123"), "lastAttempt": {"revision": "bad789", "outcome": "rolled_back"}})
     failed = _fleet_cli(consul_server, tmp_path, "--wait-for", "bad789", "--timeout", "5s")
     assert failed.returncode == 1 and "bad789 failed on: edge-b (rolled_back)" in failed.stderr
+
+
+def test_an_idle_node_writes_its_status_on_change_only(consul_server: FakeConsul) -> None:
+    """Issue 13: every no-change poll rewrote the status (a Raft write each in real Consul)."""
+    publisher = ConsulPublisher(f"http://127.0.0.1:{consul_server.port}", "edge-9", session_ttl=30)
+    attempt = {"revision": "abc", "outcome": "halted", "error": "halted by node edge-1"}
+    for second in range(10):  # ten polls and heartbeats that change nothing but timestamps
+        current = {**status("edge-9"), "updatedAt": f"2026-01-01T00:00:{second:02}Z",
+                   "lastAttempt": {**attempt, "at": f"2026-01-01T00:00:{second:02}Z"}}
+        assert publisher.publish(current)
+        assert publisher.heartbeat(current)
+    paths = consul_server.state.paths
+    assert paths.get("kv PUT") == 1  # one write, at the start
+    assert paths.get("session/renew") == 10  # liveness: the session ...
+    assert paths.get("agent/check") == 1  # ... and the TTL check, passed once per session TTL
+    assert publisher.publish({**status("edge-9", "def"), "updatedAt": "2026-01-01T00:01:00Z"})
+    assert paths.get("kv PUT") == 2  # a real change is written at once
+    # The session expires behind the node's back: the status went with it and is written again.
+    consul_server.state.sessions[publisher.session or ""]["expires"] = time.monotonic() - 1
+    assert publisher.heartbeat()
+    assert [s["appliedRevision"] for s in publisher.fleet()] == ["def"]

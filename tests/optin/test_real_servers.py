@@ -73,6 +73,24 @@ def test_the_semaphore_and_halts_on_a_real_consul(tmp_path) -> None:
             c.client.agent.service.deregister(c.publisher.service_id)
 
 
+@needs_consul
+def test_leader_election_on_a_real_consul(tmp_path) -> None:
+    from hecate_agent.leader import LeaderElection
+
+    prefix = f"hecate-agent-test-{uuid.uuid4().hex[:8]}"
+    a, b = (LeaderElection(publisher(tmp_path, n, prefix), "dns") for n in ("a", "b"))
+    try:
+        assert a.try_acquire() and not b.try_acquire()
+        assert a.is_leader() and b.leader() == "a"
+        a.publisher.close()  # the holder's session ends: the key goes with it (behavior delete)
+        assert b.wait(timeout=20) and b.is_leader()
+    finally:
+        for election in (a, b):
+            assert election.publisher is not None
+            election.publisher.close()
+            election.publisher.client.kv.delete(prefix, recurse=True)
+
+
 @needs_vault
 def test_kv_v2_lookup_renew_and_redaction_on_a_real_vault(tmp_path) -> None:
     import hvac

@@ -27,13 +27,31 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(3 * 3600 if SLOW else
 
 names = st.from_regex(r"[a-z][a-z0-9]{0,6}(-[a-z0-9]{1,4})?", fullmatch=True)
 labels = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?", fullmatch=True)
-hosts = st.one_of(st.just("127.0.0.1"), st.just("[::1]"), st.just("localhost"), st.just("app.internal"),
-                  st.builds(lambda a, b: f"10.{a}.{b}.1", st.integers(0, 255), st.integers(0, 255)))
+# IPv6 zones (interface names) reach Caddy's dial addresses; broken IPv4 look-alikes and hostile zones
+# must be refused before they get there.
+zones = st.one_of(st.sampled_from(["lo", "eth0", "eth0.100", "br-1a2b", "wg_0", "Lo"]),
+                  st.text(alphabet="abZ09_.-%{}; ]", min_size=0, max_size=17))
+def rarely(common: st.SearchStrategy[Any], rare: st.SearchStrategy[Any], weight: int = 8) -> st.SearchStrategy[Any]:
+    """`rare` about once in `weight + 1` draws, so most examples are accepted and reach the proxies."""
+    return st.sampled_from([False] * weight + [True]).flatmap(lambda pick: rare if pick else common)
+
+
+hosts = rarely(st.one_of(st.just("127.0.0.1"), st.just("[::1]"), st.just("localhost"), st.just("app.internal"),
+                         st.builds(lambda a, b: f"10.{a}.{b}.1", st.integers(0, 255), st.integers(0, 255))),
+               st.one_of(st.builds(lambda a, z: f"[{a}%{z}]", st.sampled_from(["fe80::1", "::1", "fe80::a:b"]), zones),
+                         st.sampled_from(["999.1.1.1", "1.2.3.4.5", "0x7f000001", "[::1:80", "[::1%a]evil.example"])),
+               weight=30)
 ports = st.integers(1, 65535)
+# Group names: plain ones, and the ones that would widen the X-Authentik-Groups matcher (refused).
+groups = rarely(labels, st.sampled_from(["", " ", "|", "a|b", "admins.*", "(x)", "Ops Team", "grüppe", " x"]), weight=15)
 dials = st.builds(lambda h, p: f"{h}:{p}", hosts, ports)
 durations = st.sampled_from(["500ms", "1s", "2s", "10s", "30s", "5m", "1h", "1h30m"])
+# Header names in any spelling: one header named twice in a rule is refused, a route's header replaces a
+# global one of any spelling, and identity headers cannot be set on the upstream request.
 header_names = st.sampled_from(["X-Frame-Options", "Cache-Control", "X-A", "X-Team", "Strict-Transport-Security",
-                                "Content-Security-Policy", "X-Request-Source"])
+                                "Content-Security-Policy", "X-Request-Source", "x-frame-options", "x-a",
+                                "STRICT-TRANSPORT-SECURITY", "X-Request-ID", "x-request-id"])
+upstream_header_names = rarely(header_names, st.sampled_from(["X-Authentik-Username", "x-authentik-groups"]), weight=20)
 header_values = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126, blacklist_characters="{}"),
                         max_size=30)
 
@@ -56,8 +74,9 @@ def routes(draw: Any, name: str, domain: str, policies: list[str]) -> dict[str, 
         spec["headers"] = {
             "set": draw(st.dictionaries(header_names, header_values, max_size=3)),
             "remove": draw(st.lists(header_names, max_size=2, unique=True)),
-            "upstream": {"set": draw(st.dictionaries(header_names, header_values, max_size=2)),
-                         "remove": draw(st.lists(st.sampled_from(["Cookie", "X-Debug"]), max_size=2, unique=True))},
+            "upstream": {"set": draw(st.dictionaries(upstream_header_names, header_values, max_size=2)),
+                         "remove": draw(st.lists(rarely(st.sampled_from(["Cookie", "X-Debug", "cookie"]),
+                                                        st.just("X-Authentik-Uid"), weight=20), max_size=2, unique=True))},
         }
     spec["middleware"] = draw(st.lists(st.sampled_from(["compression", "request-id"]), max_size=2, unique=True))
     if draw(st.booleans()):
@@ -78,7 +97,8 @@ def streams(draw: Any, name: str, port: int) -> dict[str, Any]:
         servers = st.sampled_from(["127.0.0.1", "localhost", "[::1]"])
     else:
         spec["listen"] = {"address": draw(st.sampled_from(["127.0.0.1", "0.0.0.0", "::1", "::"])), "port": port}
-        servers = st.builds(lambda h, p: f"{h}:{p}", st.sampled_from(["127.0.0.1", "[::1]", "localhost", "10.1.2.3"]),
+        servers = st.builds(lambda h, p: f"{h}:{p}", st.sampled_from(["127.0.0.1", "[::1]", "localhost", "10.1.2.3",
+                                                                  "[fe80::1%lo]", "999.1.1.1", "0x7f000001"]),
                             ports)
     spec["upstreams"] = draw(st.lists(st.builds(
         lambda s, w, f, b: {"server": s, "weight": w, "maxFails": f, "failTimeout": "10s", "backup": b},
@@ -93,7 +113,7 @@ def repositories(draw: Any) -> list[SourceFile]:
     policy_names = draw(st.lists(names, max_size=2, unique=True))
     policies = [{"apiVersion": "hecate.io/v1", "kind": "AuthPolicy", "metadata": {"name": p},
                  "spec": {"provider": "authentik", "flow": "login",
-                          "requirements": {"groups": draw(st.lists(labels, min_size=1, max_size=3, unique=True)),
+                          "requirements": {"groups": draw(st.lists(groups, min_size=1, max_size=3, unique=True)),
                                            "mfa": draw(st.booleans())},
                           "allowedMethods": draw(st.lists(st.sampled_from(["GET", "POST", "PUT"]), max_size=3,
                                                           unique=True))}}
@@ -118,6 +138,16 @@ def repositories(draw: Any) -> list[SourceFile]:
     return [*files, SourceFile("config.yaml", dump_yaml(config).encode())]
 
 
+def header_maps(node: Any) -> list[dict[str, Any]]:
+    """Every `set` map of a headers handler in rendered Caddy JSON."""
+    if isinstance(node, dict):
+        found = [node["set"]] if isinstance(node.get("set"), dict) else []
+        return found + [m for value in node.values() for m in header_maps(value)]
+    if isinstance(node, list):
+        return [m for value in node for m in header_maps(value)]
+    return []
+
+
 @settings(max_examples=EXAMPLES, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                  HealthCheck.data_too_large])
@@ -132,6 +162,8 @@ def test_whatever_is_accepted_loads_into_caddy_and_passes_nginx_t(caddy: CaddyIn
                               environment={}, nginx_enabled=True)
     except RenderError:
         return  # refused for this node with a message: also fine
+    for headers in header_maps(rendered.caddy_owned):  # one entry per header, whatever its spelling
+        assert len({name.lower() for name in headers}) == len(headers), headers
     with caddy.admin() as admin:
         live = admin.get_config().config
         try:

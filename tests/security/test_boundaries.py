@@ -19,18 +19,21 @@ from hecate_agent.sources.directory import read_directory
 from hecate_agent.sources.git import GitError, GitSource
 from hecate_agent.spec.loader import SourceFile, load_specs
 from tests.e2e.conftest import Remote, git
-from tests.helpers import dump_yaml, route, stream
+from tests.helpers import auth_policy, dump_yaml, route, stream
 
 EXAMPLES = 10_000 if os.environ.get("HYPOTHESIS_PROFILE") == "slow" else 300
 # Every placeholder the renderer itself writes; anything else in braces came from a spec.
 OUR_PLACEHOLDERS = {"{http.request.host}", "{http.request.uri}", "{http.request.uuid}", "{http.request.remote.host}",
-                    "{http.request.method}", "{http.reverse_proxy.header.X-Authentik-Username}"}
+                    "{http.request.method}",
+                    *(f"{{http.reverse_proxy.header.X-Authentik-{n}}}"
+                      for n in ("Username", "Groups", "Email", "Name", "Uid", "Entitlements"))}
 NGINX_DIRECTIVES = {"upstream", "zone", "server", "listen", "proxy_pass", "proxy_connect_timeout", "proxy_timeout",
                     "proxy_responses", "}"}
 
 # Fragments attackers use, joined in random order: placeholders, directive breaks, header breaks.
-FRAGMENTS = [*"ab-.:/_ ;{}$\\\"'\r\n\t\x00#*[]@=", "{env.SECRET}", "${X}", "}\nserver {", "\r\n", "a.example.com",
-             "127.0.0.1:80", "include /etc/passwd;"]
+FRAGMENTS = [*"ab-.:/_ ;{}$\\\"'\r\n\t\x00#*[]@=%|", "{env.SECRET}", "${X}", "}\nserver {", "\r\n", "a.example.com",
+             "127.0.0.1:80", "include /etc/passwd;", "[fe80::1%", "%eth0]", "]:80", "[::1]", "999.", "0x7f", "X-Authentik-",
+             "x-AUTHENTIK-username", "{http.request.uri.query.x}"]
 HOSTILE = st.lists(st.sampled_from(FRAGMENTS), min_size=1, max_size=8).map("".join)
 
 
@@ -64,9 +67,34 @@ def header_values(config: Any) -> list[str]:
     return found
 
 
-def accepted(*docs: dict[str, Any]) -> Any:
+OUTPOST = {"global": {"authentik": {"outpostUrl": "http://127.0.0.1:9000"}}}
+
+
+def accepted(*docs: dict[str, Any], config: dict[str, Any] | None = None) -> Any:
     files = [SourceFile(f"specs/{i}.yaml", dump_yaml(d).encode()) for i, d in enumerate(docs)]
+    if config is not None:
+        files.append(SourceFile("config.yaml", dump_yaml(config).encode()))
     return load_specs(files).state
+
+
+def check_groups(state: Any, group: str) -> None:
+    """An accepted group name gives a matcher that lets in its own members and nobody else."""
+    config = render_caddy(state, capabilities=CaddyCapabilities(), environment={})
+    patterns = [m["X-Authentik-Groups"]["pattern"] for m in finds(config, "header_regexp") if "X-Authentik-Groups" in m]
+    assert len(patterns) == 1
+    pattern = re.compile(patterns[0])
+    assert pattern.search(group) and pattern.search(f"x|{group}|y")
+    for unrelated in ("", "|", "other", "other|more", "a||b"):
+        if group not in unrelated.split("|"):
+            assert not pattern.search(unrelated), (group, unrelated)
+
+
+def finds(node: Any, key: str) -> list[Any]:
+    if isinstance(node, dict):
+        return [v for k, v in node.items() if k == key] + [f for v in node.values() for f in finds(v, key)]
+    if isinstance(node, list):
+        return [f for v in node for f in finds(v, key)]
+    return []
 
 
 def check_caddy(state: Any) -> None:
@@ -81,11 +109,33 @@ def check_caddy(state: Any) -> None:
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(value=HOSTILE, field=st.sampled_from(["set", "upstream", "remove", "domain", "path", "label", "name", "dial"]))
+@given(value=HOSTILE, field=st.sampled_from(["set", "upstream", "remove", "domain", "path", "label", "name", "dial",
+                                             "canary", "header-name", "upstream-name", "group"]))
 def test_hostile_route_text_never_reaches_caddy_as_placeholders_or_header_breaks(value: str, field: str) -> None:
     doc = route("app", "app.example.com")
     spec = doc["spec"]
-    if field == "set":
+    policy = auth_policy()
+    if field == "group":
+        spec["authPolicy"] = "staff"
+        policy = auth_policy(requirements={"groups": [value]})
+        state = accepted(doc, policy, config=OUTPOST)
+        if state is not None:
+            check_caddy(state)
+            check_groups(state, value)
+        return
+    if field == "canary":
+        spec["canary"] = {"upstream": value, "percentage": 10}
+    elif field == "header-name":
+        spec["headers"] = {"set": {value: "1", "X-Other": "2"}}
+    elif field == "upstream-name":
+        spec["authPolicy"] = "staff"
+        spec["headers"] = {"upstream": {"set": {value: "forged"}}}
+        state = accepted(doc, policy, config=OUTPOST)
+        if state is not None:
+            check_caddy(state)
+            assert not value.lower().replace("_", "-").startswith("x-authentik-"), value
+        return
+    elif field == "set":
         spec["headers"] = {"set": {"X-A": value}}
     elif field == "upstream":
         spec["headers"] = {"upstream": {"set": {"X-A": value}}}

@@ -10,6 +10,11 @@ import signal
 import subprocess
 import sys
 import urllib.request
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.e2e.conftest import PLAIN, Agent, agent_factory, remote, upstreams  # noqa: F401  (fixtures)
 from tests.helpers import dump_yaml, route
@@ -103,3 +108,77 @@ def test_canaries_reach_the_backend_and_appear_in_no_output(node, remote, upstre
     finally:
         vault.close()
         consul_server.close()
+
+
+# --- errors built from resolved values name the reference, never any part of the value -------------
+
+URL_CANARY = "q7zxw3kv9j"
+
+
+def fragments(secret: str, size: int = 4) -> set[str]:
+    """Every piece of `secret` long enough to give it away."""
+    return {secret[i:i + size] for i in range(len(secret) - size + 1)}
+
+
+BROKEN_SECRET_URLS = [
+    f"http://host:{URL_CANARY}",  # the issue's example: a token where the port belongs
+    f"http://outpost:9000{URL_CANARY}",
+    f"http://[{URL_CANARY}]:9000",
+    f"http://[::1{URL_CANARY}",
+    f"http://user:{URL_CANARY}@outpost:9000",
+    f"http://outpost:9000/{URL_CANARY} x",
+    f"ftp://{URL_CANARY}",
+    f"{URL_CANARY}",
+    f"http://999.{URL_CANARY}.1.1:9000",
+    f"http://{URL_CANARY[:4]}.1.2.399:9000",
+    f"http://outpost:0{URL_CANARY[:1]}",
+    f"http://{URL_CANARY}%eth0:80",
+]
+
+
+def _outpost_state(reference: str) -> Any:
+    from tests.helpers import auth_policy, config, desired_state, route
+
+    return desired_state(route("app", "app.example.com", authPolicy="staff"), auth_policy(),
+                         global_config=config(authentik={"outpostUrl": reference}))
+
+
+@pytest.mark.parametrize("value", BROKEN_SECRET_URLS)
+@pytest.mark.parametrize("reference", ["OUTPOST_TOKEN", "vault:auth/outpost#url"])
+def test_a_broken_url_from_a_secret_is_reported_by_its_reference_alone(value: str, reference: str) -> None:
+    from hecate_agent.render.bundle import render_all
+    from hecate_agent.render.caddy import CaddyCapabilities, CaddySettings, RenderError
+
+    with pytest.raises(RenderError) as caught:
+        render_all(_outpost_state(f"${{{reference}}}"), "r1", caddy=CaddySettings(), capabilities=CaddyCapabilities(),
+                   environment={reference: value}, nginx_enabled=False)
+    text = "\n".join(caught.value.problems)
+    assert f"global.authentik.outpostUrl: ${{{reference}}} does not hold a usable URL: " in text, text
+    leaked = {piece for piece in fragments(URL_CANARY) if piece in text}
+    assert not leaked, text
+
+
+@settings(max_examples=300, deadline=None)
+@given(pieces=st.lists(st.sampled_from(["http://", "https://", "[", "]", ":", "@", "/", "%", ".", " ", "80", "0",
+                                        "::1", "host", URL_CANARY, URL_CANARY[:5], "999."]), min_size=1, max_size=8))
+def test_no_url_assembled_from_a_secret_shows_in_an_error(pieces: list[str]) -> None:
+    from hecate_agent.render.caddy import RenderError, render_caddy
+
+    value = "".join(pieces)
+    if URL_CANARY[:5] not in value:
+        return
+    try:
+        render_caddy(_outpost_state("${OUTPOST_TOKEN}"), environment={"OUTPOST_TOKEN": value})
+    except RenderError as exc:
+        text = "\n".join(exc.problems)
+        assert not {piece for piece in fragments(URL_CANARY[:5]) if piece in text}, (value, text)
+
+
+def test_the_dial_cut_out_of_a_secret_url_is_a_secret_too() -> None:
+    from hecate_agent import redaction
+    from hecate_agent.secrets import SecretResolver
+
+    resolution = SecretResolver({"OUTPOST_TOKEN": f"http://{URL_CANARY}.internal:9000"}).resolve(
+        _outpost_state("${OUTPOST_TOKEN}"))
+    assert f"{URL_CANARY}.internal:9000" in resolution.sensitive
+    assert URL_CANARY not in redaction.scrub(f"dial {URL_CANARY}.internal:9000 refused")

@@ -6,6 +6,14 @@ talks to this instead: KV with ModifyIndex, `?cas=` (put and delete),
 behavior `delete`, take their keys with them), renew and destroy; agent
 service registration with a TTL check and `check/pass`. Consul's semantics are
 followed where the agent depends on them; everything else answers 404.
+
+Blocking reads follow Consul's index rules, because the fleet's request counts
+depend on them: a key answers with its ModifyIndex, a prefix with the highest
+ModifyIndex under it (deleted keys count through tombstones), and only when
+nothing under the key or prefix ever existed with the whole KV table's index (so
+a watch on a missing key wakes on any KV write, as Consul's may). `requests`
+counts every request; `hold` lets a test freeze blocking reads that would
+answer, to write something while a node sits in one.
 """
 
 from __future__ import annotations
@@ -36,6 +44,9 @@ class ConsulState:
         self.services: dict[str, dict[str, Any]] = {}
         self.checks: dict[str, dict[str, Any]] = {}
         self.requests = 0
+        self.paths: dict[str, int] = {}  # requests per endpoint kind ("kv GET", "session/renew", ...)
+        self.tombstones: dict[str, int] = {}  # deleted key -> the index of its deletion
+        self.blocked = 0  # blocking reads waiting right now
         self.writes: list[tuple[float, str, bytes]] = []  # every KV write that took effect, in order
         self.changed = threading.Condition(self.lock)
 
@@ -61,17 +72,35 @@ class ConsulState:
             if entry.get("Session") == sid:
                 if session["Behavior"] == "delete":
                     del self.kv[key]
+                    self.tombstones[key] = self.tick()
                 else:
                     entry.pop("Session", None)
                     entry["ModifyIndex"] = self.tick()
 
 
+    def delete(self, key: str) -> None:
+        if self.kv.pop(key, None) is not None:
+            self.tombstones[key] = self.tick()
+
+    def key_index(self, key: str, recurse: bool) -> int:
+        """The X-Consul-Index of a read, as Consul computes it (see the module docstring)."""
+        if recurse:
+            found = [e["ModifyIndex"] for k, e in self.kv.items() if k.startswith(key)]
+            found += [i for k, i in self.tombstones.items() if k.startswith(key)]
+        else:
+            found = [self.kv[key]["ModifyIndex"]] if key in self.kv else []
+            found += [self.tombstones[key]] if key in self.tombstones else []
+        return max(found) if found else self.index
+
+
 class FakeConsul(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 256  # a fleet connects at once; the default backlog of 5 refuses some
 
     def __init__(self) -> None:
         self.state = ConsulState()
         self.down = False
+        self.hold = threading.Event()  # set (freeze): blocking reads do not answer until thaw()
         super().__init__(("127.0.0.1", 0), _Handler)
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
         self.thread.start()
@@ -87,6 +116,20 @@ class FakeConsul(ThreadingHTTPServer):
     @property
     def port(self) -> int:
         return int(self.server_address[1])
+
+    def freeze(self) -> None:
+        """Blocking reads stay blocked (even past a change) until `thaw`: a test writes in between."""
+        self.hold.set()
+
+    def thaw(self) -> None:
+        with self.state.lock:
+            self.hold.clear()
+            self.state.changed.notify_all()
+
+    def wait_blocked(self, count: int = 1, timeout: float = 10.0) -> bool:
+        """Wait until `count` blocking reads are waiting (bounded); True if they are."""
+        with self.state.lock:
+            return self.state.changed.wait_for(lambda: self.state.blocked >= count, timeout=timeout)
 
     def close(self) -> None:
         self.stopped.set()
@@ -126,8 +169,10 @@ class _Handler(BaseHTTPRequestHandler):
         state = self.server.state
         with state.lock:
             state.requests += 1
-            state.expire()
             path = unquote(parts.path)
+            kind = f"kv {self.command}" if path.startswith("/v1/kv/") else "/".join(path.split("/")[2:4])
+            state.paths[kind] = state.paths.get(kind, 0) + 1
+            state.expire()
             if path.startswith("/v1/kv/"):
                 self._kv(state, path[len("/v1/kv/") :], query, body)
             elif path == "/v1/session/create":
@@ -187,21 +232,29 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _kv(self, state: ConsulState, key: str, query: dict[str, str], body: bytes) -> None:
         if self.command == "GET":
+            recurse = "recurse" in query
             if "index" in query:
-                # A blocking query: answer when something changed after `index`, or when `wait` runs out.
+                # A blocking query: answer when the key's (or prefix's) index passed `index`, or when
+                # `wait` runs out.
                 wait = min(_seconds(query.get("wait", "5m")), 600.0)
-                state.changed.wait_for(lambda: state.index > int(query["index"]), timeout=wait)
+                since = int(query["index"])
+                state.blocked += 1
+                state.changed.notify_all()  # for wait_blocked
+                state.changed.wait_for(
+                    lambda: state.key_index(key, recurse) > since and not self.server.hold.is_set(), timeout=wait
+                )
+                state.blocked -= 1
                 state.expire()
-            if "recurse" in query:
+            if recurse:
                 found = [e for k, e in sorted(state.kv.items()) if k.startswith(key)]
-                self._reply(200 if found else 404, found or None, state.index)
+                self._reply(200 if found else 404, found or None, state.key_index(key, True))
                 return
             entry = state.kv.get(key)
-            self._reply(200 if entry else 404, [entry] if entry else None, state.index)
+            self._reply(200 if entry else 404, [entry] if entry else None, state.key_index(key, False))
             return
         if self.command == "DELETE" and "recurse" in query:
             for existing_key in [k for k in state.kv if k.startswith(key)]:
-                del state.kv[existing_key]
+                state.delete(existing_key)
             state.tick()
             self._reply(200, True)
             return
@@ -210,7 +263,7 @@ class _Handler(BaseHTTPRequestHandler):
             if "cas" in query and int(query["cas"]) != (current["ModifyIndex"] if current else 0):
                 self._reply(200, False)
                 return
-            state.kv.pop(key, None)
+            state.delete(key)
             state.tick()
             self._reply(200, True)
             return
@@ -226,6 +279,7 @@ class _Handler(BaseHTTPRequestHandler):
         if "release" in query and existing and existing.get("Session") == query["release"]:
             existing.pop("Session", None)
         index = state.tick()
+        state.tombstones.pop(key, None)
         entry = {"Key": key, "Value": base64.b64encode(body).decode(), "Flags": int(query.get("flags", 0)),
                  "CreateIndex": existing["CreateIndex"] if existing else index, "ModifyIndex": index,
                  "LockIndex": (existing or {}).get("LockIndex", 0)}

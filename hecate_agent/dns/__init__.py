@@ -1,0 +1,1 @@
+"""DNS records for routes: mapping, plan, provider, target, propagation wait (see README)."""
