@@ -277,7 +277,7 @@ def apply(ctx: click.Context, target: Path | None, yes: bool, allow_mass_delete:
 
 
 def _resolve_stored(given: str, stored: list[str]) -> str:
-    from hecate_agent.revisions import RevisionError, resolve
+    from hecate_agent.runtime.revisions import RevisionError, resolve
 
     try:
         return resolve(given, stored, keep_unknown=True)

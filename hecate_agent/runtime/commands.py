@@ -111,7 +111,7 @@ def _fleet_status(settings: AgentSettings, output_format: str, wait_for: str | N
         deadline = time.monotonic() + Duration.parse(timeout).seconds
     except ValueError:
         fail(f"--timeout {timeout!r} is not a duration such as 30s or 10m")
-    from hecate_agent.revisions import RevisionError, fleet_revisions, resolve, wait_verdict
+    from hecate_agent.runtime.revisions import RevisionError, fleet_revisions, resolve, wait_verdict
     from hecate_agent.runtime.rollout import halted_revisions
 
     while True:
@@ -248,7 +248,7 @@ def rollout_resume(ctx: click.Context, revision: str) -> None:
 
     settings = _settings(ctx)
     publisher = _consul(settings, "rollout coordination")
-    from hecate_agent.revisions import RevisionError, resolve_in_fleet
+    from hecate_agent.runtime.revisions import RevisionError, resolve_in_fleet
 
     try:
         revision = resolve_in_fleet(publisher, revision)  # a unique prefix, as `status --fleet` shows it

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from hecate_agent.leader import LeaderElection
+from hecate_agent.runtime.leader import LeaderElection
 from hecate_agent.store.consul_status import ConsulPublisher
 from tests.support.consul_server import FakeConsul
 

@@ -75,7 +75,7 @@ def test_the_semaphore_and_halts_on_a_real_consul(tmp_path) -> None:
 
 @needs_consul
 def test_leader_election_on_a_real_consul(tmp_path) -> None:
-    from hecate_agent.leader import LeaderElection
+    from hecate_agent.runtime.leader import LeaderElection
 
     prefix = f"hecate-agent-test-{uuid.uuid4().hex[:8]}"
     a, b = (LeaderElection(publisher(tmp_path, n, prefix), "dns") for n in ("a", "b"))
