@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hecate_agent.apply import apply_prepared, prepare
+from hecate_agent.engine.transaction import apply_prepared, prepare
 from hecate_agent.sources.directory import read_directory
 from hecate_agent.spec.loader import load_specs
 from tests.support.node import NodeUnderTest, running_proxies
@@ -90,7 +90,7 @@ def measure(node: NodeUnderTest, repos: list[Path], runs: int, env: dict[str, st
             apply_prepared(n, prepared, source="bench")
         core.append(time.perf_counter() - started)
         if len(bodies) < 2:
-            bodies.append(json.dumps(prepared.merged).encode())
+            bodies.append(json.dumps(prepared.desired["caddy"]).encode())
     with tempfile.TemporaryDirectory() as scratch:
         files = []
         for index, body in enumerate(bodies):

@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hecate_agent.apply import apply_prepared, cycle_collector_paused, prepare
+from hecate_agent.engine.transaction import apply_prepared, cycle_collector_paused, prepare
 from hecate_agent.sources.git import GitSource
 from hecate_agent.spec.loader import ParseCache, load_specs
 from tests.support.node import NodeUnderTest, running_proxies

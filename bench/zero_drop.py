@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
 
-from hecate_agent.apply import apply_prepared, prepare
+from hecate_agent.engine.transaction import apply_prepared, prepare
 from hecate_agent.spec.loader import SourceFile, load_specs
 from tests.helpers import dump_yaml, route, stream
 from tests.support.http import Upstream
@@ -176,7 +176,7 @@ def main() -> None:
                             prepared = prepare(node, states[i % 2], f"rev-{i}")
                             result = apply_prepared(node, prepared)
                             assert result.outcome == "applied"
-                            merged.setdefault(i % 2, json.dumps(prepared.merged).encode())
+                            merged.setdefault(i % 2, json.dumps(prepared.desired["caddy"]).encode())
                             during.append(time.perf_counter() - began)
                     elapsed = time.perf_counter() - started
                     stop.set()

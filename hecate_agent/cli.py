@@ -158,17 +158,9 @@ def _repository_root(path: Path) -> Path:
 
 def _load_or_exit(path: Path) -> DesiredState:
     """Load and validate PATH; on problems print them (text) and exit 1."""
-    from hecate_agent.report import render_text
-    from hecate_agent.sources.directory import read_directory
-    from hecate_agent.spec.loader import load_specs
+    from hecate_agent.runtime.apply_commands import load_folder_or_exit
 
-    files, problems = read_directory(path)
-    result = load_specs(files)
-    problems = sorted(problems + result.problems)
-    if problems or result.state is None:
-        sys.stderr.write(render_text(problems, result.counts, str(path)))
-        sys.exit(EXIT_INVALID)
-    return result.state
+    return load_folder_or_exit(path, describe=False)[1]
 
 
 @cli.command()
@@ -212,10 +204,10 @@ def _render_caddy_or_exit(state: DesiredState) -> str:
     import os
     import shutil
 
-    from hecate_agent.proxies.caddy import CaddyError, detect_capabilities
     from hecate_agent.redaction import MASK
     from hecate_agent.render.caddy import CaddyCapabilities, RenderError, render_caddy, to_json
     from hecate_agent.secrets import is_sensitive, references_of
+    from hecate_agent.targets.caddy_admin import CaddyError, detect_capabilities
 
     capabilities = CaddyCapabilities()
     if shutil.which("caddy"):
@@ -259,7 +251,7 @@ def schema(output: Path | None) -> None:
         click.echo(f"wrote {written}")
 
 
-from hecate_agent.commands import register  # noqa: E402  (the node commands live in their own module)
+from hecate_agent.runtime.commands import register  # noqa: E402  (the node commands live in their own module)
 
 register(cli)
 

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from hecate_agent.redaction import MASK, SENSITIVE_CHANGE, contains_secret
-from hecate_agent.render.caddy import ID_PREFIX, PLAIN_SUFFIX
 
 PLAN_FORMAT_VERSION = 1
 ACTIONS = ("create", "update", "delete", "unchanged")
@@ -140,92 +139,6 @@ class _Missing:
 _MISSING: Any = _Missing()
 
 
-# --- reading resources out of proxy configs ---------------------------------------------
-
-
-def caddy_resources(config: Mapping[str, Any] | None, server: str) -> tuple[dict[str, Any], list[str]]:
-    """The agent's objects in a full Caddy config, by resource ("Kind/name"), and what is not ours.
-
-    Inputs are not modified and not deep-copied (configs reach megabytes); values
-    share structure with `config`.
-    """
-    resources: dict[str, Any] = {}
-    unmanaged: list[str] = []
-    apps = dict((config or {}).get("apps") or {})
-    servers = dict((apps.get("http") or {}).get("servers") or {})
-    for name in sorted(servers):
-        if name not in (server, f"{server}_http", f"{server}_metrics"):
-            unmanaged.append(f"Caddy server {name!r}")
-            continue
-        plain = name != server
-        body = dict(servers[name])
-        routes = body.pop("routes", None) or []
-        leftovers = []
-        for route in routes:
-            route_id = str(route.get("@id", "")) if isinstance(route, dict) else ""
-            owner = _route_owner(route_id, plain)
-            if owner is None:
-                if not route_id.startswith(ID_PREFIX):
-                    unmanaged.append(f"route {route_id or '(no @id)'} in Caddy server {name!r}")
-                leftovers.append(route)
-                continue
-            own_route, pieces = _pull_auth_pieces(route)
-            for piece in pieces:
-                policy = str(piece["@id"]).split(".")[1]
-                resources.setdefault(f"AuthPolicy/{policy}", {})[str(piece["@id"])] = piece
-            resources.setdefault(f"Route/{owner}", {})["http" if plain else "https"] = own_route
-        body["routes"] = leftovers
-        resources[f"Server/{name}"] = body
-    policies = ((apps.get("tls") or {}).get("automation") or {}).get("policies") or []
-    ours = [p for p in policies if str(p.get("@id", "")).startswith(ID_PREFIX)]
-    theirs = [p for p in policies if not str(p.get("@id", "")).startswith(ID_PREFIX)]
-    if ours:
-        resources["TLS/certificates"] = ours
-    unmanaged += [f"TLS automation policy for {p.get('subjects', 'all names')}" for p in theirs]
-    for app in sorted(apps):
-        if app not in ("http", "tls", "pki"):
-            unmanaged.append(f"Caddy app {app!r}")
-    return resources, unmanaged
-
-
-def _route_owner(route_id: str, plain: bool) -> str | None:
-    body = route_id
-    if plain and route_id.endswith(PLAIN_SUFFIX):
-        body = route_id[: -len(PLAIN_SUFFIX)]
-    elif plain and route_id.endswith("-http"):
-        body = route_id[: -len("-http")]  # written by agents before the `.http` suffix (issue 11)
-    for prefix in (f"{ID_PREFIX}route-", f"{ID_PREFIX}redirect-"):
-        if body.startswith(prefix):
-            return body[len(prefix) :]
-    return None
-
-
-def _is_auth_piece(value: Any) -> bool:
-    return isinstance(value, dict) and str(value.get("@id", "")).startswith(f"{ID_PREFIX}auth.")
-
-
-def _pull_auth_pieces(route: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Forward-auth objects (`@id` hecate-auth.<policy>.<route>...) taken out of a route's subroute,
-    replaced by references; the route is copied only where it changes."""
-    pieces: list[dict[str, Any]] = []
-    handlers = route.get("handle")
-    if not isinstance(handlers, list):
-        return route, pieces
-    new_handlers = []
-    for handler in handlers:
-        inner = handler.get("routes") if isinstance(handler, dict) else None
-        if isinstance(inner, list) and any(_is_auth_piece(r) for r in inner):
-            pieces += [r for r in inner if _is_auth_piece(r)]
-            new_handlers.append({**handler, "routes": [{"@ref": r["@id"]} if _is_auth_piece(r) else r for r in inner]})
-        else:
-            new_handlers.append(handler)
-    return ({**route, "handle": new_handlers} if pieces else route), pieces
-
-
-def nginx_resources(files: Mapping[str, str]) -> dict[str, Any]:
-    return {f"Stream/{name[: -len('.conf')]}": text for name, text in files.items() if name.endswith(".conf")}
-
-
 # --- the plan ------------------------------------------------------------------------------
 
 
@@ -290,7 +203,7 @@ def make_plan(
                     if contains_secret(c.before, secrets) or contains_secret(c.after, secrets)
                 ]
         drift: list[FieldChange] = []
-        if last is not None and last.get(key) != have and not (last.get(key) in (None, {}) and have in (None, {})):
+        if last is not None and _drifted(last.get(key), have):
             drift = json_diff(last.get(key), have)
         changes.append(ResourceChange(kind, name, action, _redacted(fields, secrets), _redacted(drift, secrets)))
     config_fields: list[FieldChange] = []
@@ -308,6 +221,16 @@ def make_plan(
         unmanaged=tuple(unmanaged),
         notes=tuple(notes),
     )
+
+
+def _drifted(last: Any, live: Any) -> bool:
+    """Live differs from what the agent last put in place (absent and empty are the same)."""
+    return bool(last != live and not (last in (None, {}) and live in (None, {})))
+
+
+def drifted_resources(last: Mapping[str, Any], live: Mapping[str, Any]) -> list[str]:
+    """The keys whose live resource drifted from the last applied one: the one definition of drift."""
+    return sorted(k for k in set(last) | set(live) if _drifted(last.get(k), live.get(k)))
 
 
 def offline_plan(

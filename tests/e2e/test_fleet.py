@@ -151,8 +151,8 @@ def test_resume_then_wait_for_with_the_short_revision_takes_the_halted_revision_
     """Issue 13 #4/#5 end to end: the nodes refuse a halted revision and wait on the halt key (not on
     every poll); `rollout resume <12 chars>` wakes them, and `--wait-for <12 chars>` right after it waits
     for them instead of failing on their stale "halted" status."""
-    from hecate_agent.consul_status import ConsulPublisher
-    from hecate_agent.rollout import RolloutCoordinator
+    from hecate_agent.runtime.rollout import RolloutCoordinator
+    from hecate_agent.store.consul_status import ConsulPublisher
 
     agents, consul_server, remote = fleet
     good, other = Upstream("good"), Upstream("other")

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from hecate_agent.apply import ApplyError, apply_prepared, owned_part, prepare, read_live, recover
+from hecate_agent.engine.transaction import ApplyError, apply_prepared, prepare, read_live, recover
 from hecate_agent.render.bundle import fingerprint, render_all
 from hecate_agent.render.caddy import RATE_LIMIT_MODULE, CaddyCapabilities
 from hecate_agent.sources.directory import read_directory
 from hecate_agent.spec.loader import load_specs
+from hecate_agent.targets.caddy import owned_part
 from tests.helpers import dump_yaml, route, stream, write_repo
 from tests.support.caddy import caddy_capabilities
 from tests.support.http import Upstream, http_get
@@ -156,7 +157,7 @@ def test_reload_that_cannot_bind_rolls_caddy_back(node: NodeUnderTest, backends,
         journal = node.state_dir / "journal.json"
         while not stop.is_set():
             try:
-                if json.loads(journal.read_text()).get("newNginxFolder"):
+                if ((json.loads(journal.read_text()).get("targets") or {}).get("nginx") or {}).get("new"):
                     squatter.bind(("127.0.0.1", late_port))
                     squatter.listen()
                     return
@@ -303,7 +304,7 @@ def test_sigkill_at_random_points_never_leaves_a_mix(node: NodeUnderTest, backen
         process.wait()
         recover(n)  # what the next start does first
         live = read_live(n)
-        found = fingerprint(owned_part(live.caddy.config, settings), live.nginx_files)
+        found = fingerprint(owned_part(live.state("caddy"), settings), live.state("nginx"))
         assert found in expected, f"round {round_number}: live state is a mix of revisions"
         seen[expected[found]] += 1
         assert not (node.state_dir / "journal.json").exists()
@@ -344,3 +345,30 @@ def test_plan_against_a_git_revision_offline(tmp_path: Path) -> None:
     assert "| - | `Route/old` | delete |" in out
     assert "`Route/app` | update; `spec.upstreams[0].dial`" in out
     assert '- spec.upstreams[0].dial: "10.0.0.1:80"\n+ spec.upstreams[0].dial: "10.0.0.2:80"' in out
+
+
+def test_apply_of_a_revision_failing_its_verify_probe_exits_1_and_the_previous_serves_again(
+        node: NodeUnderTest, backends, tmp_path: Path) -> None:
+    """The CLI runs the daemon's verification: a `hecate.io/verify` route answering 502 is rolled back,
+    the last-known-good is untouched, and history and status say why."""
+    a, _, echo = backends
+    repo = make_repo(tmp_path / "repo", a.dial, echo.port, free_port())
+    assert node.cli("apply", str(repo), "--yes").returncode == 0
+    lkg = json.loads((node.state_dir / "last-applied.json").read_text())
+    before = snapshot_of(node)
+    dead = route("app", "app.example.com", tls=PLAIN, upstreams=[{"dial": "127.0.0.1:9"}])
+    dead["metadata"]["labels"] = {"hecate.io/verify": "true"}
+    (repo / "routes" / "app.yaml").write_text(dump_yaml(dead))
+    result = node.cli("apply", str(repo), "--yes")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "verification failed: Route/app: GET / (Host app.example.com) answered 502" in result.stderr
+    assert "Everything was put back as it was." in result.stderr
+    assert snapshot_of(node) == before
+    assert http_get(node.caddy.http_port, "app.example.com").json()["upstream"] == "a"
+    assert json.loads((node.state_dir / "last-applied.json").read_text()) == lkg  # never recorded
+    assert not (node.state_dir / "journal.json").exists()
+    last = node.cli("history").stdout.strip().splitlines()[-1]
+    assert "rolled_back" in last and "verification failed: Route/app:" in last and "answered 502" in last
+    status = json.loads((node.state_dir / "status.json").read_text())
+    assert status["phase"] == "Degraded" and status["appliedRevision"] == lkg["revision"]
+    assert status["lastAttempt"]["outcome"] == "rolled_back" and "answered 502" in status["lastAttempt"]["error"]

@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from hecate_agent.proxies.caddy import READ_RETRY_DELAYS, CaddyAdmin, CaddyError
+from hecate_agent.targets.caddy_admin import READ_RETRY_DELAYS, CaddyAdmin, CaddyError
 from tests.support.caddy import CaddyInstance
 
 pytestmark = pytest.mark.integration

@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from hecate_agent.proxies.caddy import CaddyError
 from hecate_agent.render.caddy import RenderError, merge, render_caddy
 from hecate_agent.spec.loader import DesiredState
+from hecate_agent.targets.caddy_admin import CaddyError
 from tests.helpers import SAMPLE_REPO, auth_policy, config, desired_state, route
 from tests.support.caddy import CaddyInstance, caddy_capabilities
 from tests.support.http import FakeOutpost, OutpostServer, Upstream, http_get, https_get

@@ -10,9 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from hecate_agent.proxies.nginx import NginxReloadError, NginxSetupError, NginxStreams, PortConflictError
 from hecate_agent.render.nginx import all_listeners, render_nginx
 from hecate_agent.spec.loader import DesiredState
+from hecate_agent.targets.nginx import NginxTarget
+from hecate_agent.targets.nginx_streams import (
+    NginxError,
+    NginxReloadError,
+    NginxSetupError,
+    NginxStreams,
+    PortConflictError,
+)
 from tests.helpers import SAMPLE_REPO, desired_state, stream
 from tests.support.nginx import NginxInstance
 from tests.support.servers import TcpEcho, UdpEcho, free_port, serving, tcp_exchange, udp_exchange, wait_until
@@ -25,7 +32,17 @@ def state_of(*docs: dict, global_config: dict | None = None) -> DesiredState:
 
 
 def apply(nginx: NginxInstance, state: DesiredState, revision: str = "test") -> None:
-    nginx.adapter.apply(render_nginx(state), all_listeners(state), revision)
+    """The agent's Nginx sequence (NginxTarget.switch), undone on failure as the engine does."""
+    target = NginxTarget(nginx.adapter)
+    listeners = all_listeners(state)
+    nginx.adapter.preflight(listeners)
+    record = {"old": target.read().location, "restoreListeners": []}
+    try:
+        target.switch(render_nginx(state), listeners, revision, record, lambda: None)
+    except NginxError:
+        target.restore(record)
+        raise
+    target.commit(record)
 
 
 def listen(port: int, protocol: str = "tcp", address: str = "127.0.0.1") -> dict:
@@ -217,7 +234,7 @@ def test_netlink_and_proc_agree_on_who_listens() -> None:
     """The fast sock_diag path and the /proc fallback see the same listeners, v4 and v6, TCP and UDP."""
     import socket as socket_module
 
-    from hecate_agent.proxies import sockets
+    from hecate_agent.targets import sockets
 
     opened = []
     try:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from hecate_agent.proxies.caddy import CaddyError
+from hecate_agent.targets.caddy_admin import CaddyError
 from hecate_agent.render.caddy import merge, render_caddy
 from hecate_agent.render.nginx import render_nginx
 from tests.helpers import desired_state, route, stream

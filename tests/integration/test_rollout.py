@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from hecate_agent.consul_status import ConsulPublisher
-from hecate_agent.rollout import RolloutCoordinator, RolloutHaltedError, resume
+from hecate_agent.runtime.rollout import RolloutCoordinator, RolloutHaltedError, resume
+from hecate_agent.store.consul_status import ConsulPublisher
 from tests.support.consul_server import FakeConsul
 
 pytestmark = pytest.mark.integration

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from hecate_agent import redaction
-from hecate_agent.consul_status import ConsulPublisher
-from hecate_agent.rollout import RolloutCoordinator, RolloutHaltedError, resume
+from hecate_agent.runtime.rollout import RolloutCoordinator, RolloutHaltedError, resume
 from hecate_agent.secrets import Reference, SecretError, SecretResolver, VaultClient
 from hecate_agent.settings import VaultSettings
+from hecate_agent.store.consul_status import ConsulPublisher
 
 CONSUL = os.environ.get("CONSUL_HTTP_ADDR")
 VAULT = os.environ.get("VAULT_ADDR")
@@ -75,7 +75,7 @@ def test_the_semaphore_and_halts_on_a_real_consul(tmp_path) -> None:
 
 @needs_consul
 def test_leader_election_on_a_real_consul(tmp_path) -> None:
-    from hecate_agent.leader import LeaderElection
+    from hecate_agent.runtime.leader import LeaderElection
 
     prefix = f"hecate-agent-test-{uuid.uuid4().hex[:8]}"
     a, b = (LeaderElection(publisher(tmp_path, n, prefix), "dns") for n in ("a", "b"))

@@ -22,10 +22,11 @@ from typing import Any
 
 import pytest
 
-from hecate_agent import state as state_module
-from hecate_agent.apply import Node, owned_part, read_live
-from hecate_agent.daemon import Daemon
+from hecate_agent.engine.transaction import Node, read_live
 from hecate_agent.render.caddy import RATE_LIMIT_MODULE, CaddyCapabilities
+from hecate_agent.runtime.daemon import Daemon
+from hecate_agent.store import state as state_module
+from hecate_agent.targets.caddy import owned_part
 from tests.helpers import dump_yaml, route, stream
 from tests.support.caddy import caddy_capabilities
 from tests.support.http import Upstream, http_get
@@ -124,7 +125,7 @@ def make_daemon(node: NodeUnderTest, specs: Path, *, admin_url: str | None = Non
 
 def node_state(daemon: Daemon) -> tuple[Any, dict[str, str]]:
     live = read_live(daemon.node)
-    return owned_part(live.caddy.config, daemon.node.caddy_settings), live.nginx_files
+    return owned_part(live.state("caddy"), daemon.node.caddy_settings), live.state("nginx")
 
 
 def assert_exactly_at(daemon: Daemon, expected: tuple[Any, dict[str, str]], revision: str) -> None:
@@ -186,6 +187,12 @@ def test_caddy_down_then_back_empty_gets_the_new_revision(setup: dict[str, Any])
         node.caddy.stop()
         write_revision(setup["specs"], setup["b"].dial, setup["echo"].port, setup["port"])
         assert daemon.reconcile("file-change") == "error"  # nothing read, nothing touched
+        # The status says so, with the reason, and is not Synced (issue 13: it said Synced with no error).
+        status = json.loads((node.state_dir / "status.json").read_text())
+        assert status["phase"] == "Degraded", status
+        assert status["lastAttempt"]["outcome"] == "error"
+        assert "cannot reach Caddy's admin API" in status["lastAttempt"]["error"]
+        assert status["desiredRevision"] == status["lastAttempt"]["revision"] != status["appliedRevision"]
         assert daemon.node.nginx.read_active() == nginx_before  # type: ignore[union-attr]
         assert tcp_exchange(setup["port"]) == b"echo:ping"  # the stream kept serving throughout
         after = daemon.node.store.last_applied()
@@ -256,7 +263,8 @@ def test_nginx_reload_failing(setup: dict[str, Any]) -> None:
             sock.close()
 
     run_fault(setup, daemon, inject=inject, clear=clear,
-              write_bad=lambda: write_revision(specs, b.dial, echo.port, busy), expected_outcomes=("rolled_back",))
+              write_bad=lambda: write_revision(specs, b.dial, echo.port, busy),
+              expected_outcomes=("refused",))  # the preflight sees the busy port: nothing is changed
     assert tcp_exchange(busy) == b"echo:ping"
 
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from hecate_agent.daemon import Daemon
 from hecate_agent.report import problem_line
+from hecate_agent.runtime.daemon import Daemon
 from hecate_agent.sources.directory import read_directory
 from hecate_agent.spec.loader import load_specs
 from tests.reliability.cases import BASE, CASES

@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hecate_agent.proxies.caddy import CaddyError
 from hecate_agent.render.bundle import render_all
 from hecate_agent.render.caddy import RenderError, merge
 from hecate_agent.spec.loader import SourceFile, load_specs
+from hecate_agent.targets.caddy_admin import CaddyError
 from tests.helpers import dump_yaml
 from tests.support.caddy import CaddyInstance, caddy_capabilities
 from tests.support.nginx import NginxInstance

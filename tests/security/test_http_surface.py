@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from hecate_agent.daemon import Daemon
-from hecate_agent.proxies import sockets
+from hecate_agent.runtime.daemon import Daemon
 from hecate_agent.settings import AgentSettings
+from hecate_agent.targets import sockets
 from tests.support.servers import free_port
 
 SECRET = "topsecret-webhook"

@@ -10,9 +10,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from hecate_agent.proxies.caddy import CaddyAdmin, detect_capabilities
 from hecate_agent.render.caddy import CaddyCapabilities, CaddySettings, merge, render_caddy
 from hecate_agent.spec.loader import DesiredState
+from hecate_agent.targets.caddy_admin import CaddyAdmin, detect_capabilities
 from tests.support.servers import free_port, wait_until
 
 CADDY = shutil.which("caddy") or "/usr/bin/caddy"

@@ -8,7 +8,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from hecate_agent.proxies.nginx import NginxSettings, NginxStreams
+from hecate_agent.targets.nginx_streams import NginxSettings, NginxStreams
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from hecate_agent.apply import Node
+from hecate_agent.engine.transaction import Node
 from hecate_agent.render.caddy import CaddyCapabilities
 from hecate_agent.settings import load_settings
 from tests.support.caddy import CaddyInstance, caddy_capabilities

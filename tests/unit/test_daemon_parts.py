@@ -8,7 +8,7 @@ import socket
 from pathlib import Path
 
 from hecate_agent.logs import configure, get_logger
-from hecate_agent.sdnotify import Notifier
+from hecate_agent.runtime.sdnotify import Notifier
 
 
 def test_sd_notify_path_and_abstract_sockets(tmp_path: Path) -> None:

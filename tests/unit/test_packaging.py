@@ -17,8 +17,8 @@ DEB = ROOT / "packaging" / "deb"
 
 
 def test_example_settings_name_no_source_so_the_daemon_refuses_to_start(tmp_path: Path) -> None:
-    from hecate_agent.daemon import make_source
     from hecate_agent.errors import HecateError
+    from hecate_agent.runtime.daemon import make_source
 
     settings = load_settings(DEB / "agent.yaml", environ={})
     assert settings.source.git is None and settings.source.directory is None

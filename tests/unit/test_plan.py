@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 
-from hecate_agent.plan import FieldChange, caddy_resources, json_diff, make_plan, offline_plan
+from hecate_agent.plan import FieldChange, json_diff, make_plan, offline_plan
 from hecate_agent.plan_report import render_json, render_markdown, render_text
 from hecate_agent.render.bundle import render_all, spec_documents
 from hecate_agent.render.caddy import CaddyCapabilities, CaddySettings
+from hecate_agent.targets.caddy import caddy_resources
 from tests.helpers import auth_policy, config, desired_state, route
 
 

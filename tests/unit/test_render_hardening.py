@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hecate_agent.render.caddy as caddy_module
-from hecate_agent.plan import caddy_resources
 from hecate_agent.render.caddy import RenderError, caddy_id, render_caddy
 from hecate_agent.spec.loader import LoadResult, SourceFile, load_specs
+from hecate_agent.targets.caddy import caddy_resources
 from tests.helpers import auth_policy, config, desired_state, dump_yaml, route
 
 OUTPOST = config(authentik={"outpostUrl": "http://127.0.0.1:9000"})

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from hecate_agent.proxies.nginx import includes_stream_dir
 from hecate_agent.render.nginx import _token, all_listeners, render_nginx
 from hecate_agent.spec.loader import SourceFile, load_specs
+from hecate_agent.targets.nginx_streams import includes_stream_dir
 from tests.helpers import ROOT, SAMPLE_REPO, dump_yaml, stream
 
 
@@ -89,7 +89,7 @@ def test_rendering_is_identical_across_hash_seeds() -> None:
 
 
 FORBIDDEN_IMPORTS = {"os", "subprocess", "socket", "pathlib", "shutil", "tempfile", "httpx", "time", "random",
-                     "datetime", "hecate_agent.proxies", "hecate_agent.sources"}
+                     "datetime", "hecate_agent.targets", "hecate_agent.sources"}
 
 
 @pytest.mark.parametrize("module", sorted((ROOT / "hecate_agent" / "render").glob("*.py")), ids=lambda p: p.name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hecate_agent.revisions import RevisionError, fleet_revisions, resolve, wait_verdict
+from hecate_agent.runtime.revisions import RevisionError, fleet_revisions, resolve, wait_verdict
 
 A = "0123456789abcdef0123456789abcdef01234567"
 B = "0123456789abffff0123456789abcdef01234567"

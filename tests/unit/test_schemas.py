@@ -147,7 +147,7 @@ def test_the_agent_uses_ascii_digit_classes_only() -> None:
             ):
                 offenders.append(f"{path.relative_to(ROOT)}:{token.start[0]}: {line.strip()}")
     # /proc entries and systemd's environment are ASCII by construction.
-    allowed = {"hecate_agent/proxies/sockets.py", "hecate_agent/proxies/nginx.py", "hecate_agent/sdnotify.py"}
+    allowed = {"hecate_agent/targets/sockets.py", "hecate_agent/targets/nginx_streams.py", "hecate_agent/runtime/sdnotify.py"}
     assert [o for o in offenders if o.split(":", 1)[0] not in allowed] == []
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from hecate_agent.enforcement import node_verdict, otel_endpoint, tracing_verdict
 from hecate_agent.errors import SpecProblem
-from hecate_agent.proxies.process_env import admin_process_environment
+from hecate_agent.targets.process_env import admin_process_environment
 from hecate_agent.render.bundle import render_all
 from hecate_agent.render.caddy import CaddyCapabilities, CaddySettings, RenderError, merge, render_caddy
 from hecate_agent.report import RENDERERS

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hecate_agent.state import LockedError, Snapshot, StateStore, write_atomic
+from hecate_agent.store.state import LockedError, Snapshot, StateStore, write_atomic
 
 
 def snap(revision: str, fingerprint: str) -> Snapshot:
@@ -88,7 +88,7 @@ def test_history_suspend_and_journal(tmp_path: Path) -> None:
 
 def test_unreadable_state_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "history.json").write_text("{")
-    from hecate_agent.state import StateError
+    from hecate_agent.store.state import StateError
 
     with pytest.raises(StateError) as caught:
         StateStore(tmp_path).history()

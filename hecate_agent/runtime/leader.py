@@ -27,8 +27,8 @@ from typing import Any
 
 import consul
 
-from hecate_agent.consul_status import ConsulPublisher
-from hecate_agent.state import utc_now
+from hecate_agent.store.consul_status import ConsulPublisher
+from hecate_agent.store.state import utc_now
 
 _CONSUL_ERRORS = (consul.ConsulException, OSError, ValueError)
 WAIT_STEP = 30.0  # seconds per blocking read in wait()

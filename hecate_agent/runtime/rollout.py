@@ -38,9 +38,9 @@ from typing import Any
 
 import consul
 
-from hecate_agent.consul_status import ConsulPublisher
 from hecate_agent.errors import HecateError
-from hecate_agent.state import utc_now
+from hecate_agent.store.consul_status import ConsulPublisher
+from hecate_agent.store.state import utc_now
 
 _UNSAFE_KEY = re.compile(r"[^A-Za-z0-9_.-]")
 QUEUE_WAIT = 30.0  # seconds per blocking read while queued (py-consul stretches its HTTP timeout to match)

@@ -13,6 +13,7 @@ import errno
 import fcntl
 import json
 import os
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -39,16 +40,25 @@ def utc_now() -> str:
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Replace `path` with `data`: a temporary file of its own (unique per write, so concurrent
+    writers in one process or several never share one), fsync, rename, fsync of the folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    temporary = Path(name)
     try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.chmod(temporary, mode)
-    os.replace(temporary, path)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
     dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(dir_fd)
@@ -69,10 +79,11 @@ class Snapshot:
     revision: str
     applied_at: str
     fingerprint: str
-    caddy_config: dict[str, Any]  # the full config Caddy was given
-    nginx_files: dict[str, str]
-    nginx_listeners: list[dict[str, Any]]
-    specs: dict[str, Any]
+    # Each target's part (`Target.to_snapshot`): Caddy's full config, Nginx's files and listeners.
+    caddy_config: dict[str, Any] = field(default_factory=dict)  # the full config Caddy was given
+    nginx_files: dict[str, str] = field(default_factory=dict)
+    nginx_listeners: list[dict[str, Any]] = field(default_factory=list)
+    specs: dict[str, Any] = field(default_factory=dict)
     plan_summary: dict[str, int] = field(default_factory=dict)
     sequence: int = 0
     # The resolved secret values inside caddy_config, so that they stay redacted after a
@@ -241,6 +252,14 @@ class StateStore:
 
     def write_journal(self, journal: dict[str, Any]) -> None:
         self._write("journal.json", journal)
+
+    def write_journal_text(self, text: str) -> None:
+        """Write an already encoded journal (the transaction encodes its megabytes once)."""
+        self.ensure()
+        try:
+            write_atomic(self.root / "journal.json", text.encode())
+        except OSError as exc:
+            raise StateError(f"cannot write {self.root / 'journal.json'}: {exc.strerror}") from None
 
     def journal(self) -> dict[str, Any] | None:
         data = self._read("journal.json")

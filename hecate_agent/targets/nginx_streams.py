@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hecate_agent.errors import HecateError
-from hecate_agent.proxies import sockets
 from hecate_agent.render.nginx import Listener
+from hecate_agent.targets import sockets
 
 INCLUDE_SNIPPET = """\
 # In the main nginx.conf (Debian: /etc/nginx/nginx.conf), at top level, next to http {{}}:
@@ -185,25 +185,6 @@ class NginxStreams:
         elif self.settings.stream_dir.is_symlink():
             self.settings.stream_dir.unlink()
             _fsync_dir(self.settings.stream_dir.parent)
-
-    def apply(self, files: dict[str, str], listeners: Sequence[Listener], revision: str) -> ReloadResult:
-        """Stage, switch, test, reload and verify; on any failure the previous files are put back.
-
-        A failed reload leaves the Nginx master on its old configuration (it keeps its
-        old workers), so restoring the files is enough to be consistent again.
-        """
-        self.preflight(listeners)
-        folder = self.stage(files, revision)
-        previous = self.activate(folder)
-        try:
-            self.test()
-            result = self.reload_and_verify(listeners)
-        except NginxError:
-            self.deactivate(previous)
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
-        self.prune(keep=[folder] + ([previous] if previous is not None else []))
-        return result
 
     # --- test, reload, verify ---------------------------------------------------------------
 

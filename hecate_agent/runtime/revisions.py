@@ -83,7 +83,7 @@ def wait_verdict(
 def resolve_in_fleet(publisher: Any, given: str) -> str:
     """`given` resolved against the fleet's halts and published revisions (one Consul read each);
     an unknown prefix is kept (the nodes may not have it yet). Consul errors propagate."""
-    from hecate_agent.rollout import halted_revisions
+    from hecate_agent.runtime.rollout import halted_revisions
 
     known = fleet_revisions(publisher.fleet()) | halted_revisions(publisher.client, publisher.prefix)
     return resolve(given, known, keep_unknown=True)
