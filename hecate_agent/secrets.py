@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from hecate_agent import redaction
 from hecate_agent.errors import HecateError
 from hecate_agent.spec.addresses import AddressError, parse_http_url
-from hecate_agent.spec.types import header_references, template_references
+from hecate_agent.spec.templates import header_references, template_references
 
 if TYPE_CHECKING:
     from hecate_agent.settings import VaultSettings

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hecate_agent.spec.models import PRESET_PORTS
+from hecate_agent.spec.base import PRESET_PORTS
 
 DownSet = Mapping[str, frozenset[str]]
 

@@ -36,11 +36,9 @@ from hecate_agent.spec.headers import REQUEST_ID_HEADER
 from hecate_agent.spec.loader import DesiredState, Located
 from hecate_agent.spec.middleware import Compression, RateLimit, RequestId
 from hecate_agent.spec.models import AuthPolicyDocument, RouteDocument
+from hecate_agent.spec.templates import REFERENCE_BODY, header_references, template_references
 from hecate_agent.spec.types import (
-    REFERENCE_BODY,
     Duration,
-    header_references,
-    template_references,
 )
 
 ID_PREFIX = "hecate-"

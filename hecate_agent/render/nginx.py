@@ -14,8 +14,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from hecate_agent.spec.base import PRESET_PORTS
 from hecate_agent.spec.loader import DesiredState, Located
-from hecate_agent.spec.models import PRESET_PORTS, StreamDocument, StreamUpstream
+from hecate_agent.spec.streams import StreamDocument, StreamUpstream
 
 # Names Nginx sees are prefixed so they never collide with the operator's own upstreams/zones.
 UPSTREAM_PREFIX = "hecate_"

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from hecate_agent.metrics import Metrics
-from hecate_agent.spec.models import PRESET_PORTS
+from hecate_agent.spec.base import PRESET_PORTS
 from hecate_agent.spec.types import Duration
 from hecate_agent.store.state import Snapshot
 from hecate_agent.stream_health import ProbeState, down_servers, observe

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from hecate_agent.errors import SpecProblem
 from hecate_agent.spec.config import GlobalConfig
-from hecate_agent.spec.models import RouteDocument, RouteHealthCheck, StreamDocument
+from hecate_agent.spec.models import RouteDocument, RouteHealthCheck
+from hecate_agent.spec.streams import StreamDocument
 from hecate_agent.spec.types import Duration
 from hecate_agent.spec.yamlio import Path, format_field
 

@@ -13,8 +13,9 @@ from pydantic import BeforeValidator, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
+from hecate_agent.spec.base import ProbeInterval, ProbeTimeout, SpecModel
 from hecate_agent.spec.headers import check_header_rules
-from hecate_agent.spec.models import ProbeInterval, ProbeTimeout, SpecModel
+from hecate_agent.spec.templates import SecretReference, Templated, UrlOrReference
 from hecate_agent.spec.types import (
     Duration,
     DurationField,
@@ -23,10 +24,7 @@ from hecate_agent.spec.types import (
     HttpPath,
     PlainText,
     Port,
-    SecretReference,
-    Templated,
     TlsVersion,
-    UrlOrReference,
 )
 
 

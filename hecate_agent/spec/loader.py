@@ -26,7 +26,6 @@ from hecate_agent.spec.models import (
     DOCUMENT_MODELS,
     AuthPolicyDocument,
     RouteDocument,
-    StreamDocument,
 )
 from hecate_agent.spec.requirements import (
     config_requirements,
@@ -34,6 +33,7 @@ from hecate_agent.spec.requirements import (
     policy_requirements,
     requirement_warning,
 )
+from hecate_agent.spec.streams import StreamDocument
 from hecate_agent.spec.yamlio import (
     DEFAULT_LIMITS,
     Document,

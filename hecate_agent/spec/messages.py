@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic_core import ErrorDetails
 
-from hecate_agent.spec import types
+from hecate_agent.spec import templates, types
 
 # What a pattern means, in words; pydantic would otherwise print the regex.
 _PATTERN_MEANING: dict[str, str] = {
@@ -22,9 +22,9 @@ _PATTERN_MEANING: dict[str, str] = {
     "(braces would be read by Caddy as placeholders such as {env.SECRET})",
     types.HTTP_PATH_PATTERN: "an absolute path starting with '/', without spaces, control characters, '?', '#', "
     "'{' or '}', and with '%' only as a %XX escape (Caddy's URL parser refuses the rest)",
-    types.TEMPLATE_PATTERN: "text whose '$' starts a reference, '${NAME}' (environment) or '${vault:path#key}' "
+    templates.TEMPLATE_PATTERN: "text whose '$' starts a reference, '${NAME}' (environment) or '${vault:path#key}' "
     "('$$' for a literal '$'); braces only inside a reference",
-    types.UPSTREAM_HEADER_VALUE_PATTERN: "a header value without line breaks or control characters, whose braces "
+    templates.UPSTREAM_HEADER_VALUE_PATTERN: "a header value without line breaks or control characters, whose braces "
     "only appear in '${NAME}' or '${vault:path#key}' references (other braces would be read by Caddy as "
     "placeholders such as {env.SECRET})",
     r"^[0-9A-Fa-f:.]+$": "an IP address such as '0.0.0.0', '127.0.0.1' or '::'",

@@ -13,7 +13,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from hecate_agent.spec.config import ConfigDocument
-from hecate_agent.spec.models import AuthPolicyDocument, RouteDocument, StreamDocument
+from hecate_agent.spec.models import AuthPolicyDocument, RouteDocument
+from hecate_agent.spec.streams import StreamDocument
 
 SCHEMA_BASE_URL = "https://hecate.io/schemas/v1/"
 SCHEMA_FILES: dict[str, type[BaseModel]] = {

@@ -20,7 +20,6 @@ when asked for, i.e. when a file already has a problem to report.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +38,7 @@ from ruamel.yaml.events import (
 from ruamel.yaml.reader import ReaderError
 
 from hecate_agent.errors import SpecProblem
+from hecate_agent.spec.yamlcore import KEYWORDS, MAX_INTEGER, SURELY_STR, IntegerTooLargeError, resolve_plain
 
 DEFAULT_MAX_FILE_BYTES = 1024 * 1024
 DEFAULT_ALIAS_NODE_BUDGET = 100_000
@@ -48,23 +48,6 @@ Path = tuple[str | int, ...]
 Position = tuple[int, int]
 
 _CORE = "tag:yaml.org,2002:"
-_NULLS = frozenset({"", "~", "null", "Null", "NULL"})
-_TRUES = frozenset({"true", "True", "TRUE"})
-_FALSES = frozenset({"false", "False", "FALSE"})
-_INT_DEC = re.compile(r"[-+]?[0-9]+\Z")
-_INT_OCT = re.compile(r"0o[0-7]+\Z")
-_INT_HEX = re.compile(r"0x[0-9a-fA-F]+\Z")
-_FLOAT = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?\Z")
-_INF = re.compile(r"[-+]?\.(?:inf|Inf|INF)\Z")
-_NAN = re.compile(r"\.(?:nan|NaN|NAN)\Z")
-# A plain scalar that can only be a string: starts with a letter and is not one
-# of the keywords above. Checked first because it is by far the common case.
-_SURELY_STR = re.compile(r"[A-Za-z_/][^\s]*\Z")
-_KEYWORDS = frozenset(_NULLS | _TRUES | _FALSES)
-# No spec field holds an integer anywhere near this; refusing larger ones where they are read keeps
-# every later step (range checks, messages that print the value) away from Python's 4,300-digit
-# str<->int conversion limit, which raises instead of converting.
-MAX_INTEGER = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -220,14 +203,10 @@ def _line_of(text: str, index: int) -> str:
     return lines[index] if 0 <= index < len(lines) else ""
 
 
-class _IntegerTooLargeError(ValueError):
-    pass
-
-
 def _scalar(event: ScalarEvent, position: Position) -> Any:
     try:
         return _scalar_value(event, position)
-    except _IntegerTooLargeError:
+    except IntegerTooLargeError:
         raise _ReadError(
             f"integer of {len(event.value):,} characters is too large: no field takes integers beyond "
             f"{MAX_INTEGER:,} (2^63-1); if it is meant as text, put it in quotes",
@@ -242,7 +221,7 @@ def _scalar_value(event: ScalarEvent, position: Position) -> Any:
     if tag is None or tag == "!":
         if not plain:
             return value
-        return _resolve_plain(value)
+        return resolve_plain(value)
     if not tag.startswith(_CORE):
         raise _ReadError(
             f"unsupported YAML tag {tag!r}; specs use plain values (strings, numbers, booleans)",
@@ -251,7 +230,7 @@ def _scalar_value(event: ScalarEvent, position: Position) -> Any:
     short = tag[len(_CORE) :]
     if short == "str":
         return value
-    resolved = _resolve_plain(value)
+    resolved = resolve_plain(value)
     expected: dict[str, type | tuple[type, ...]] = {
         "int": int,
         "float": (float, int),
@@ -264,41 +243,6 @@ def _scalar_value(event: ScalarEvent, position: Position) -> Any:
     if (isinstance(resolved, bool) and short != "bool") or not isinstance(resolved, wanted):
         raise _ReadError(f"value {value!r} is not a valid !!{short}", position)
     return float(resolved) if short == "float" and isinstance(resolved, int | float) else resolved
-
-
-def _resolve_plain(value: str) -> Any:
-    """YAML 1.2 core schema resolution of a plain scalar."""
-    if _SURELY_STR.match(value) and value not in _KEYWORDS:
-        return value
-    if value in _NULLS:
-        return None
-    if value in _TRUES:
-        return True
-    if value in _FALSES:
-        return False
-    if _INT_DEC.match(value):
-        return _bounded(value.lstrip("+-").lstrip("0"), 10, negative=value.startswith("-"))
-    if _INT_OCT.match(value):
-        return _bounded(value[2:].lstrip("0"), 8)
-    if _INT_HEX.match(value):
-        return _bounded(value[2:].lstrip("0"), 16)
-    if _FLOAT.match(value):
-        return float(value)
-    if _INF.match(value):
-        return -math.inf if value.startswith("-") else math.inf
-    if _NAN.match(value):
-        return math.nan
-    return value
-
-
-def _bounded(digits: str, base: int, *, negative: bool = False) -> int:
-    """An integer within +/-MAX_INTEGER; the digit count is checked before converting anything."""
-    if len(digits) > 22:  # 2^63 has 19 decimal, 16 hex and 21 octal digits
-        raise _IntegerTooLargeError
-    number = int(digits or "0", base)
-    if number > MAX_INTEGER:
-        raise _IntegerTooLargeError
-    return -number if negative else number
 
 
 def _at(mark: Any) -> Position:
@@ -376,7 +320,7 @@ class _Builder:
         top: _Frame | None = None
         max_depth = self.limits.max_depth
         track = positions is not None
-        surely_str = _SURELY_STR.match
+        surely_str = SURELY_STR.match
         path: Path = ()
         while True:
             event = get_event()
@@ -384,7 +328,7 @@ class _Builder:
             if cls is ScalarEvent:
                 self.nodes += 1
                 raw = event.value
-                if event.tag is None and event.style == "" and surely_str(raw) and raw not in _KEYWORDS:
+                if event.tag is None and event.style == "" and surely_str(raw) and raw not in KEYWORDS:
                     value: Any = raw
                 elif event.tag is None and event.style != "":
                     value = raw

@@ -109,7 +109,7 @@ def test_backup_only_when_primary_is_down_and_back_when_it_recovers(nginx: Nginx
 
 @pytest.mark.parametrize("preset", ["mailcow", "jenkins", "wazuh"])
 def test_preset_opens_every_port(nginx: NginxInstance, preset: str) -> None:
-    from hecate_agent.spec.models import PRESET_PORTS
+    from hecate_agent.spec.base import PRESET_PORTS
 
     # Listen on 127.0.0.2 and forward to 127.0.0.3 (both loopback): the same port on both sides.
     upstreams = [TcpEcho(f"{preset}-{p}", address="127.0.0.3", port=p) for p in PRESET_PORTS[preset]]

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from hecate_agent.targets.caddy_admin import CaddyError
 from hecate_agent.render.caddy import merge, render_caddy
 from hecate_agent.render.nginx import render_nginx
+from hecate_agent.targets.caddy_admin import CaddyError
 from tests.helpers import desired_state, route, stream
 from tests.support.caddy import CaddyInstance, caddy_capabilities
 from tests.support.http import Upstream, http_get

@@ -18,13 +18,13 @@ import pytest
 
 from hecate_agent.enforcement import node_verdict, otel_endpoint, tracing_verdict
 from hecate_agent.errors import SpecProblem
-from hecate_agent.targets.process_env import admin_process_environment
 from hecate_agent.render.bundle import render_all
 from hecate_agent.render.caddy import CaddyCapabilities, CaddySettings, RenderError, merge, render_caddy
 from hecate_agent.report import RENDERERS
 from hecate_agent.secrets import Reference, is_sensitive
 from hecate_agent.settings import AuthentikNodeSettings, DnsNodeSettings, SettingsError, load_settings
 from hecate_agent.spec.loader import SourceFile, load_specs
+from hecate_agent.targets.process_env import admin_process_environment
 from tests.helpers import auth_policy, config, desired_state, dump_yaml, route, stream
 
 OUTPOST = config(authentik={"outpostUrl": "http://outpost:9000"})
