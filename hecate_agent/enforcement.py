@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from hecate_agent.dns.certificates import certificate_storage_warnings
 from hecate_agent.settings import AuthentikNodeSettings, DnsNodeSettings
 from hecate_agent.spec.loader import DesiredState
 from hecate_agent.spec.requirements import config_requirements, policy_requirements
@@ -50,18 +51,41 @@ def node_verdict(state: DesiredState, authentik: AuthentikNodeSettings | None, d
             f"`authentik: {{provisioning: external}}`, or remove {r.field} from the policy"
             for r in needs
         )
+    dns_config = state.config.dns
     for requirement in config_requirements(state.config):
+        if dns is not None and dns.provisioning == "agent":
+            if dns_config.target is None and not dns.public_addresses:
+                errors.append(
+                    f"{requirement.describe()}: dns.provisioning: agent needs to know where the records point: set "
+                    "global.dns.target (addresses: [...] of the balancer, or cname: host) in config.yaml, or "
+                    "dns.publicAddresses in agent.yaml on a node not behind a balancer"
+                )
+            continue
         if dns is not None and dns.provisioning == "external":
             notes.append(
                 f"{requirement.describe()}: DNS records are kept outside the agent (dns.provisioning: external)"
             )
             continue
         errors.append(
-            f"{requirement.describe()}: DNS record management is not available yet on this node (the agent cannot "
-            "create records yet). Keep the records yourself and declare that in agent.yaml with "
-            "`dns: {provisioning: external}`, or remove global.dns.provider"
+            f"{requirement.describe()}: DNS record management is not available yet on this node (agent.yaml does not "
+            "say who keeps the records). Let the agent keep them with `dns: {provisioning: agent}` (and "
+            "global.dns.target), or keep them yourself and declare that with `dns: {provisioning: external}`, or "
+            "remove global.dns.provider"
         )
+    notes.extend(storage_notes(state))
     return Verdict(errors, notes)
+
+
+def storage_notes(state: DesiredState) -> list[str]:
+    """Nodes behind one balancer (global.dns.target) with node-local certificate storage each order their own."""
+    config = state.config
+    if config.dns.target is None:
+        return []
+    return certificate_storage_warnings(
+        ("this node", "the other nodes behind global.dns.target"),
+        config.certificates.storage,
+        config.certificates.provider,
+    )
 
 
 def otel_endpoint(endpoint: str) -> str:

@@ -104,6 +104,15 @@ class SyncSettings(_Settings):
     self_heal: bool = True
     max_delete_percent: int = Field(default=50, ge=0, le=100)
     history_limit: int = Field(default=10, ge=1, le=1000)
+    wait_for_dns: bool | None = Field(
+        default=None,
+        alias="waitForDNS",
+        description="Wait until every authoritative name server answers with a new record before the route is "
+        "applied; default: on when certificates come from Let's Encrypt.",
+    )
+    dns_timeout: DurationField = Field(
+        default=Duration(300_000), alias="dnsTimeout", description="Give up waiting for DNS after this (rolled back)."
+    )
 
 
 class ConsulSettings(_Settings):
@@ -162,10 +171,35 @@ class AuthentikNodeSettings(_Settings):
 
 
 class DnsNodeSettings(_Settings):
-    provisioning: Literal["external", "none"] = Field(
+    provisioning: Literal["agent", "external", "none"] = Field(
         default="none",
-        description="external: you keep the DNS records of the routes yourself, so plans with global.dns.provider "
-        "pass; none: such plans stop (the agent does not manage records yet).",
+        description="Who keeps the DNS records of the routes when config.yaml sets global.dns.provider: agent = the "
+        "agent (global.dns.target says where they point); external = you do; none = nobody, so such plans stop.",
+    )
+    api_endpoint: str = Field(
+        default="https://api.hetzner.cloud/v1",
+        pattern=r"^https?://[^\s]+$",
+        description="The DNS provider's API (Hetzner Cloud API by default; tests point it elsewhere).",
+    )
+    public_addresses: list[str] = Field(
+        default_factory=list,
+        description="This node's own addresses for the records, on a node not behind a balancer (instead of "
+        "global.dns.target).",
+    )
+    manage: bool = Field(
+        default=False,
+        description="Without Consul: true = this node writes the fleet's DNS records; false = it only checks them. "
+        "With Consul the holder of <prefix>/leaders/dns writes.",
+    )
+    owner: str = Field(
+        default="hecate",
+        pattern=r"^[a-zA-Z0-9]([-_.a-zA-Z0-9]{0,61}[a-zA-Z0-9])?$",
+        description="The fleet's owner id, put on every record the agent creates (label hecate-owner); the same on "
+        "every node of one fleet, different between fleets sharing a zone.",
+    )
+    nameservers: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Per zone, the authoritative servers (host[:port]) to wait on instead of the provider's list.",
     )
 
 

@@ -50,6 +50,24 @@ _DNS_RULES: dict[str, Any] = {
 }
 
 
+class DnsRecordTarget(SpecModel):
+    model_config = ConfigDict(json_schema_extra={"oneOf": [{"required": ["addresses"]}, {"required": ["cname"]}]})
+
+    addresses: list[Annotated[str, Field(pattern=r"^[0-9A-Fa-f.:]+$")]] | None = Field(
+        default=None,
+        description="The load balancer's IPv4/IPv6 addresses: each route's domain gets A and AAAA records.",
+    )
+    cname: Annotated[str, Field(pattern=r"^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?$")] | None = Field(
+        default=None, description="A host name every route's domain points to with a CNAME record."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> DnsRecordTarget:
+        if (self.addresses is None) == (self.cname is None):
+            raise PydanticCustomError("hecate", "set exactly one of addresses and cname")
+        return self
+
+
 class DnsSettings(SpecModel):
     model_config = ConfigDict(json_schema_extra=_DNS_RULES)
 
@@ -63,6 +81,19 @@ class DnsSettings(SpecModel):
     )
     default_ttl: int = Field(
         default=300, ge=30, le=86_400, alias="defaultTTL", description="TTL of the records, in seconds (30-86400)."
+    )
+    target: DnsRecordTarget | None = Field(
+        default=None,
+        description="Where each route's domain points: the balancer's addresses or a CNAME host. With a provider "
+        "and a target, the agent keeps a record per route domain (agent.yaml dns.provisioning: agent).",
+    )
+    policy: Literal["upsert-only", "sync"] = Field(
+        default="upsert-only",
+        description="upsert-only: records of removed routes are kept; sync: they are deleted (after the route).",
+    )
+    adopt: bool = Field(
+        default=False,
+        description="Take over an existing record of the same name and type that the agent did not create.",
     )
     resolvers: list[Templated] = Field(
         default_factory=list,

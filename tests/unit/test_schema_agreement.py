@@ -291,7 +291,15 @@ configs = st.fixed_dictionaries({}, optional={"global": st.fixed_dictionaries({}
     "dns": st.one_of(
         st.fixed_dictionaries({}, optional={"resolvers": st.lists(st.one_of(ipv4, references), max_size=2)}),
         st.fixed_dictionaries({"provider": st.just("hetzner"), "apiToken": references},
-                              optional={"defaultTTL": st.integers(30, 86_400)})),
+                              optional={"defaultTTL": st.integers(30, 86_400),
+                                        "target": st.one_of(
+                                            st.fixed_dictionaries({"addresses": st.lists(
+                                                st.sampled_from(["192.0.2.10", "2001:db8::1"]), min_size=1,
+                                                max_size=2)}),
+                                            st.fixed_dictionaries({"cname": st.sampled_from(
+                                                ["lb.example.net", "lb.example.net."])})),
+                                        "policy": st.sampled_from(["upsert-only", "sync"]),
+                                        "adopt": st.booleans()})),
     "certificates": st.fixed_dictionaries({}, optional={
         "provider": st.sampled_from(["letsencrypt", "internal"]),
         "email": st.one_of(st.just("ops@example.com"), references), "renewalWindow": durations(),

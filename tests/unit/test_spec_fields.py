@@ -185,10 +185,22 @@ DNS = config(dns={"provider": "hetzner", "apiToken": "${HETZNER_API_TOKEN}", "de
 def test_dns_provider_stops_the_plan_unless_records_are_kept_outside() -> None:
     state = desired_state(route(), global_config=DNS)
     assert node_verdict(state, None, None).errors == [
-        "global.dns.provider (hetzner): DNS record management is not available yet on this node (the agent cannot "
-        "create records yet). Keep the records yourself and declare that in agent.yaml with "
-        "`dns: {provisioning: external}`, or remove global.dns.provider"
+        "global.dns.provider (hetzner): DNS record management is not available yet on this node (agent.yaml does not "
+        "say who keeps the records). Let the agent keep them with `dns: {provisioning: agent}` (and "
+        "global.dns.target), or keep them yourself and declare that with `dns: {provisioning: external}`, or "
+        "remove global.dns.provider"
     ]
+    agent = node_verdict(state, None, DnsNodeSettings(provisioning="agent"))
+    assert agent.errors == [
+        "global.dns.provider (hetzner): dns.provisioning: agent needs to know where the records point: set "
+        "global.dns.target (addresses: [...] of the balancer, or cname: host) in config.yaml, or "
+        "dns.publicAddresses in agent.yaml on a node not behind a balancer"
+    ]
+    assert node_verdict(state, None, DnsNodeSettings(provisioning="agent", public_addresses=["192.0.2.7"])).errors == []
+    targeted = config(dns={"provider": "hetzner", "apiToken": "${HETZNER_API_TOKEN}", "target": {"addresses": ["192.0.2.10"]}})
+    lifted = node_verdict(desired_state(route(), global_config=targeted), None, DnsNodeSettings(provisioning="agent"))
+    assert lifted.errors == []
+    assert any("node-local storage (file)" in note for note in lifted.notes)  # letsencrypt + file behind a balancer
     external = node_verdict(state, None, DnsNodeSettings(provisioning="external"))
     assert external.errors == []
     assert external.notes == [
