@@ -18,6 +18,7 @@ from typing import Any
 from hecate_agent import redaction
 from hecate_agent.enforcement import Verdict, node_verdict, tracing_verdict
 from hecate_agent.engine.node import Node
+from hecate_agent.engine.phases import bind_targets
 from hecate_agent.engine.ports import TargetLive
 from hecate_agent.engine.verify import Probe, probes_for
 from hecate_agent.plan import Plan, make_plan
@@ -142,6 +143,7 @@ def prepare_rendered(node: Node, rendered: Rendered, secrets: frozenset[str] = f
 
 
 def _prepare_rendered(node: Node, rendered: Rendered, secrets: frozenset[str], notes: tuple[str, ...] = ()) -> Prepared:
+    bind_targets(node.targets, rendered)
     live = read_live(node)
     last = node.store.last_applied()
     if last is not None:

@@ -1,10 +1,11 @@
 """The apply transaction over the node's targets: one code path for the CLI and the daemon.
 
 guards (mass deletion) → each target's preflight → journal (every target's undo
-record) → apply the targets that change, in ascending order (Caddy 30, Nginx 40;
-DNS 10 and Authentik 20 next), each under its own precondition → journal step
+record) → apply the targets that change, in ascending order (DNS 10, Caddy 30,
+Nginx 40; Authentik 20 next), each under its own precondition → journal step
 `applied` → verification probes (engine/verify.py) → *then* record the
-last-known-good → each target's commit → clear the journal. Any failure, a failed
+last-known-good → each target's commit (where removals that must follow the
+proxies happen: engine/phases.py) → clear the journal. Any failure, a failed
 probe included, restores every target already changed, in reverse order; if that
 fails too the operator is told exactly what is left (exit 3).
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hecate_agent.dns.certificates import CertRoute, dns_challenge_problems
 from hecate_agent.render.caddy import (
     CaddyCapabilities,
     CaddySettings,
@@ -62,6 +63,15 @@ def spec_documents(state: DesiredState, cache: RenderCache | None = None) -> dic
     return out
 
 
+def certificate_problems(state: DesiredState, capabilities: CaddyCapabilities) -> list[str]:
+    """Wildcard routes whose Let's Encrypt certificate needs a DNS-01 module this Caddy lacks (dns/certificates.py)."""
+    config = state.config
+    routes = [CertRoute(r.name, r.doc.spec.domain, r.doc.spec.tls.auto_https) for r in state.routes]
+    return dns_challenge_problems(
+        routes, config.certificates.provider, config.dns.provider, capabilities.version, capabilities.modules
+    )
+
+
 def render_all(
     state: DesiredState,
     revision: str,
@@ -80,6 +90,7 @@ def render_all(
         owned = render_caddy(state, caddy, capabilities, environment, cache)
     except RenderError as exc:
         problems.extend(exc.problems)
+    problems.extend(certificate_problems(state, capabilities))
     listeners = tuple(all_listeners(state))
     if listeners and not nginx_enabled:
         problems.append(

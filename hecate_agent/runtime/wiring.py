@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 
 from hecate_agent.engine.node import Node
-from hecate_agent.engine.ports import Target
+from hecate_agent.engine.ports import Secrets, Target
 from hecate_agent.render.caddy import CaddyCapabilities
 from hecate_agent.secrets import SecretResolver, VaultClient
 from hecate_agent.settings import AgentSettings
@@ -15,6 +15,7 @@ from hecate_agent.store.status import read_status
 from hecate_agent.stream_health import down_from_status
 from hecate_agent.targets.caddy import CaddyTarget
 from hecate_agent.targets.caddy_admin import CaddyAdmin, CaddyError, detect_capabilities
+from hecate_agent.targets.dns import DnsEngineTarget
 from hecate_agent.targets.nginx import NginxTarget
 from hecate_agent.targets.nginx_streams import NginxSettings, NginxStreams
 
@@ -59,5 +60,32 @@ def build_node(
             )
         )
         targets.append(NginxTarget(node.nginx))
+    if settings.dns is not None and settings.dns.provisioning == "agent":
+        targets.append(dns_target(settings, node.resolver))
     node.targets = sorted(targets, key=lambda t: t.order)
     return node
+
+
+def dns_target(settings: AgentSettings, resolver: Secrets) -> DnsEngineTarget:
+    """The DNS target; with Consul the holder of `<prefix>/leaders/dns` writes, else `dns.manage` decides."""
+    assert settings.dns is not None and isinstance(resolver, SecretResolver)
+    if settings.consul is None:
+        manage = settings.dns.manage
+        return DnsEngineTarget(settings.dns, settings.sync, resolver, leads=lambda: manage)
+    from hecate_agent.runtime.fleet import make_publisher
+    from hecate_agent.runtime.leader import LeaderElection
+
+    election = LeaderElection(make_publisher(settings), "dns")
+
+    def leads() -> bool:
+        election.session = None  # the publisher's current session (a lost one is replaced)
+        return election.try_acquire()
+
+    return DnsEngineTarget(
+        settings.dns,
+        settings.sync,
+        resolver,
+        leads=leads,
+        leader=election.leader,
+        not_leading=f"it does not hold the Consul lock {election.key}",
+    )

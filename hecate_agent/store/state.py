@@ -79,10 +79,11 @@ class Snapshot:
     revision: str
     applied_at: str
     fingerprint: str
-    # Each target's part (`Target.to_snapshot`): Caddy's full config, Nginx's files and listeners.
+    # Each target's part (`Target.to_snapshot`): Caddy's full config, Nginx's files and listeners, DNS records.
     caddy_config: dict[str, Any] = field(default_factory=dict)  # the full config Caddy was given
     nginx_files: dict[str, str] = field(default_factory=dict)
     nginx_listeners: list[dict[str, Any]] = field(default_factory=list)
+    dns_records: dict[str, Any] = field(default_factory=dict)  # the fleet's own DNS records (targets/dns.py)
     specs: dict[str, Any] = field(default_factory=dict)
     plan_summary: dict[str, int] = field(default_factory=dict)
     sequence: int = 0

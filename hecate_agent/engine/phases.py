@@ -1,0 +1,37 @@
+"""Optional parts a target may take in an apply, beyond the `Target` Protocol (engine/ports.py).
+
+- Binding: a target whose connection comes from the revision itself (the DNS
+  provider and its API token are in config.yaml, not agent.yaml) implements
+  `bind(rendered)`; the engine calls it with the revision before it reads the
+  live state, for plan, apply and rollback to a last-known-good alike. A target
+  without `bind` is not asked.
+- Removals after the proxies: additions apply in ascending `order` (DNS 10
+  before Caddy 30: a new route's record exists, and is answered by every
+  authoritative server, before the route serves and asks for a certificate).
+  Removals go the other way: a target that must remove things only once the
+  proxies stopped using them (the DNS records of removed routes) leaves them out
+  of `apply` and removes them in `commit`, which runs after every target applied,
+  the probes passed and the last-known-good was recorded. A failure there changes
+  nothing that was applied: the removal shows again in the next plan and is
+  retried then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from hecate_agent.render.bundle import Rendered
+
+
+@runtime_checkable
+class Binding(Protocol):
+    def bind(self, rendered: Rendered) -> None: ...
+
+
+def bind_targets(targets: Iterable[object], rendered: Rendered) -> None:
+    """Give every target that wants it the revision, before its live state is read."""
+    for target in targets:
+        if isinstance(target, Binding):
+            target.bind(rendered)

@@ -1,0 +1,399 @@
+"""The DNS target (order 10): each route's domain points at the fleet, through the provider's API.
+
+Over `hecate_agent.dns.target.DnsTarget` (provider, ownership labels, plan,
+apply with undo, propagation wait). The provider and its API token come from
+the revision (`global.dns` in config.yaml), so the engine binds the target to
+each revision before reading (engine/phases.py); the token is resolved by the
+node's secrets (environment, Vault) and lives only inside the provider.
+
+- State: `{"zones", "rrsets"}`: every RRSet this fleet owns, and the ones that
+  are not ours at the names the routes need (shown as unmanaged, never touched).
+  Resources are keyed `DnsRecord/<fqdn>/<type>` (type, values, TTL).
+- A record at a needed name that is not ours is a conflict: the plan stops with
+  the record and how to resolve it (`global.dns.adopt`, or remove it).
+- Apply: replacements, creates and updates, then (with `sync.waitForDNS`) the
+  wait until every authoritative server answers; a timeout undoes them and the
+  engine rolls back. Records of removed routes (policy `sync`) are deleted in
+  `commit`, after Caddy stopped serving the route.
+- One node writes for the fleet: the holder of `<prefix>/leaders/dns` with
+  Consul, else the node with `dns.manage: true`. Any other node only waits,
+  bounded by `sync.dnsTimeout`, until the records its routes need exist.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from hecate_agent.dns.desired import DesiredRRSet, DnsRoute, RecordTarget, desired_rrsets, is_owned
+from hecate_agent.dns.plan import Change, DnsChangeSet, LiveDns, LiveRRSet
+from hecate_agent.dns.provider import DnsError, DnsProvider
+from hecate_agent.dns.target import DnsSnapshot, DnsTarget
+from hecate_agent.engine.errors import ApplyError
+from hecate_agent.engine.ports import TargetLive
+from hecate_agent.errors import HecateError
+from hecate_agent.logs import get_logger
+from hecate_agent.secrets import Reference, SecretError, SecretResolver
+from hecate_agent.spec.templates import template_references
+
+if TYPE_CHECKING:
+    from hecate_agent.engine.prepare import Prepared
+    from hecate_agent.render.bundle import Rendered
+    from hecate_agent.settings import DnsNodeSettings, SyncSettings
+    from hecate_agent.store.state import Snapshot
+
+ORDER = 10
+TOKEN_FIELD = "global.dns.apiToken"
+ProviderFactory = Callable[[str, str], DnsProvider]  # (endpoint, token) -> provider
+
+
+class DnsTargetError(HecateError):
+    """The provider cannot be read or refuses (like an unreachable Caddy: nothing applied, retried)."""
+
+
+@dataclass(frozen=True)
+class DnsConfig:
+    """What one revision asks of DNS (`global.dns` and the route domains); the token as its reference."""
+
+    token: str
+    ttl: int
+    target: RecordTarget
+    policy: str
+    adopt: bool
+    wait: bool
+    routes: tuple[DnsRoute, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "token": self.token,
+            "ttl": self.ttl,
+            "target": {"addresses": list(self.target.addresses), "cname": self.target.cname},
+            "policy": self.policy,
+            "adopt": self.adopt,
+            "wait": self.wait,
+            "routes": [[r.route, r.domain] for r in self.routes],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DnsConfig:
+        target = data["target"]
+        return cls(
+            str(data["token"]),
+            int(data["ttl"]),
+            RecordTarget(tuple(target["addresses"]), target["cname"]),
+            str(data["policy"]),
+            bool(data["adopt"]),
+            bool(data["wait"]),
+            tuple(DnsRoute(r, d) for r, d in data["routes"]),
+        )
+
+
+def dns_config(specs: Mapping[str, Any], node: DnsNodeSettings, sync: SyncSettings) -> DnsConfig | None:
+    """The revision's DNS settings (None: it manages no records)."""
+    config = specs.get("Config/global") or {}
+    dns = config.get("dns") or {}
+    if not dns.get("provider") or not dns.get("apiToken"):
+        return None
+    wanted = dns.get("target") or {}
+    if node.public_addresses:
+        target = RecordTarget(tuple(node.public_addresses))
+    else:
+        target = RecordTarget(tuple(wanted.get("addresses") or ()), wanted.get("cname"))
+    issuer = (config.get("certificates") or {}).get("provider", "letsencrypt")
+    routes = tuple(
+        DnsRoute(key.split("/", 1)[1], str(doc["spec"]["domain"]))
+        for key, doc in sorted(specs.items())
+        if key.startswith("Route/")
+    )
+    return DnsConfig(
+        token=str(dns["apiToken"]),
+        ttl=int(dns.get("defaultTTL", 300)),
+        target=target,
+        policy=str(dns.get("policy", "upsert-only")),
+        adopt=bool(dns.get("adopt", False)),
+        wait=sync.wait_for_dns if sync.wait_for_dns is not None else issuer == "letsencrypt",
+        routes=routes,
+    )
+
+
+def rrset_of(data: Mapping[str, Any]) -> LiveRRSet:
+    d = DesiredRRSet.from_dict(data)
+    return LiveRRSet(d.zone, d.name, d.type, d.ttl, d.values, dict(d.labels))
+
+
+def dns_resources(state: Mapping[str, Any] | None, owner: str) -> tuple[dict[str, Any], list[str]]:
+    """Our RRSets keyed `DnsRecord/<fqdn>/<type>`, and the others at the routes' names (left alone)."""
+    resources: dict[str, Any] = {}
+    unmanaged: list[str] = []
+    for data in (state or {}).get("rrsets", ()):
+        rrset = rrset_of(data)
+        value = {"type": rrset.type, "values": list(rrset.normalized()), "ttl": rrset.ttl}
+        if is_owned(rrset.labels, owner):
+            resources[f"DnsRecord/{rrset.fqdn}/{rrset.type}"] = value
+        else:
+            shown = ",".join(rrset.normalized())
+            unmanaged.append(f"DNS record {rrset.type} {rrset.fqdn} {shown} (not created by this fleet)")
+    return dict(sorted(resources.items())), unmanaged
+
+
+def after_removals(changes: Iterable[Change]) -> tuple[list[Change], list[Change]]:
+    """(what applies before the proxies, the deletions that follow them): a delete at a name that also
+    gets a new record is a replacement and goes first; any other delete is a removed route's."""
+    changes = list(changes)
+    written = {(c.zone, c.name) for c in changes if c.action != "delete"}
+    now = [c for c in changes if c.action != "delete" or (c.zone, c.name) in written]
+    return now, [c for c in changes if c not in now]
+
+
+class DnsEngineTarget:
+    """DNS records through a provider's API (Hetzner's by default)."""
+
+    name = "dns"
+    order = ORDER
+
+    def __init__(
+        self,
+        settings: DnsNodeSettings,
+        sync: SyncSettings,
+        resolver: SecretResolver,
+        *,
+        leads: Callable[[], bool],
+        leader: Callable[[], str | None] = lambda: None,
+        not_leading: str = "agent.yaml dns.manage is false",
+        provider_factory: ProviderFactory | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        self.sync = sync
+        self.resolver = resolver
+        self.leads = leads
+        self.leader = leader
+        self.not_leading = not_leading
+        self.provider_factory = provider_factory or _hetzner
+        self.sleep = sleep
+        self.config: DnsConfig | None = None
+        self._core: DnsTarget | None = None
+        self._core_key: tuple[str, str, str, bool] | None = None
+
+    # --- binding and reading -------------------------------------------------------------------
+
+    def bind(self, rendered: Rendered) -> None:
+        self.config = dns_config(rendered.specs, self.settings, self.sync)
+
+    def core(self) -> DnsTarget:
+        config = self.config
+        assert config is not None
+        token = self._token(config.token)
+        key = (self.settings.api_endpoint, token, config.policy, config.adopt)
+        if self._core is None or self._core_key != key:
+            if self._core is not None:
+                self._core.close()
+            provider = self.provider_factory(self.settings.api_endpoint, token)
+            self._core = DnsTarget(
+                provider,
+                owner=self.settings.owner,
+                policy=config.policy,
+                adopt=config.adopt,
+                nameservers=self.settings.nameservers,
+            )
+            self._core_key = key
+        return self._core
+
+    def _token(self, reference: str) -> str:
+        names = template_references(reference)
+        if len(names) != 1:
+            raise DnsTargetError(f"{TOKEN_FIELD}: expected one ${{ENV_VAR}} or ${{vault:path#key}} reference")
+        try:
+            values = self.resolver.resolve_references([Reference(names[0], TOKEN_FIELD)]).values
+        except SecretError as exc:
+            raise DnsTargetError(str(exc)) from None
+        if names[0] not in values:
+            raise DnsTargetError(
+                f"{TOKEN_FIELD} references ${{{names[0]}}}, which is not set in the agent's environment; set it "
+                "(e.g. in the systemd unit's EnvironmentFile) or use a ${vault:path#key} reference"
+            )
+        return values[names[0]]
+
+    def read(self) -> TargetLive:
+        if self.config is None:
+            return TargetLive({})
+        domains = {r.domain.lower().rstrip(".") for r in self.config.routes}
+        try:
+            live = self.core().read_live(domains)
+        except DnsError as exc:
+            raise DnsTargetError(f"dns: cannot read the records at the provider: {exc}") from None
+        kept = [r for r in live.rrsets if is_owned(r.labels, self.settings.owner) or r.fqdn in domains]
+        return TargetLive({"zones": list(live.zones), "rrsets": [r.as_desired().to_dict() for r in kept]})
+
+    # --- planning (pure) -------------------------------------------------------------------------
+
+    def changes(self, live: Mapping[str, Any]) -> DnsChangeSet:
+        config = self.config
+        assert config is not None
+        zones = tuple(live.get("zones", ()))
+        desired = desired_rrsets(config.routes, config.target, zones, ttl=config.ttl, owner=self.settings.owner)
+        rrsets = tuple(rrset_of(r) for r in live.get("rrsets", ()))
+        return self.core().plan(desired, LiveDns(zones, rrsets))
+
+    def desired(self, rendered: Rendered, live: Any) -> Any:
+        del rendered  # bound before the read
+        if self.config is None or not live:
+            return {}
+        changes = self.changes(live)
+        if changes.conflicts or changes.problems:
+            raise DnsTargetError("dns: nothing is changed: " + "; ".join(changes.conflicts + changes.problems))
+        rrsets = {rrset_of(r).ident: r for r in live.get("rrsets", ())}
+        for change in changes.changes:
+            if change.after is not None:
+                rrsets[change.after.ident] = change.after.to_dict()
+            else:
+                rrsets.pop((change.zone, change.name, change.type), None)
+        return {
+            "zones": list(live.get("zones", ())),
+            "rrsets": [rrsets[k] for k in sorted(rrsets)],
+            "changes": [c.to_dict() for c in changes.changes],
+        }
+
+    def owned(self, state: Any) -> Any:
+        return dns_resources(state, self.settings.owner)[0]
+
+    def resources(self, state: Any) -> tuple[dict[str, Any], list[str]]:
+        return dns_resources(state, self.settings.owner)
+
+    def _owned_rrsets(self, state: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+        return [r for r in (state or {}).get("rrsets", ()) if is_owned(r.get("labels"), self.settings.owner)]
+
+    def of_snapshot(self, snapshot: Snapshot) -> Any:
+        return snapshot.dns_records
+
+    def to_snapshot(self, prepared: Prepared) -> dict[str, Any]:
+        return {"dns_records": {"rrsets": self._owned_rrsets(prepared.desired.get(self.name))}}
+
+    def preflight(self, prepared: Prepared) -> list[str]:
+        del prepared
+        return []
+
+    # --- applying --------------------------------------------------------------------------------
+
+    def begin(self, prepared: Prepared) -> dict[str, Any]:
+        assert self.config is not None
+        changes = [Change.from_dict(c) for c in prepared.desired[self.name].get("changes", ())]
+        now, later = after_removals(changes)
+        return {
+            "config": self.config.to_dict(),
+            "readonly": not self.leads(),
+            "changed": False,
+            "before": self._owned_rrsets(prepared.live.state(self.name)),
+            "now": [c.to_dict() for c in now],
+            "later": [c.to_dict() for c in later],
+        }
+
+    def apply(self, prepared: Prepared, record: dict[str, Any], save: Callable[[], None]) -> None:
+        del prepared
+        assert self.config is not None
+        now = [Change.from_dict(c) for c in record["now"]]
+        timeout = self.sync.dns_timeout.seconds
+        if record["readonly"]:
+            self._await_leader(now, timeout)
+            return
+        if not now:
+            return  # only removals: they follow the proxies, in commit
+        record["changed"] = True
+        save()
+        try:
+            self.core().apply(DnsChangeSet(tuple(now)), wait_timeout=timeout if self.config.wait else None)
+        except DnsError as exc:
+            raise ApplyError("dns", str(exc)) from None
+
+    def _await_leader(self, now: list[Change], timeout: float) -> None:
+        """A node that does not write DNS waits (bounded) until the writer made what its routes need."""
+        deadline = time.monotonic() + timeout
+        missing: list[str] = [c.describe() for c in now]
+        delay = 0.5
+        while missing:
+            try:
+                live = self.read().state
+            except DnsTargetError as exc:
+                raise ApplyError("dns", str(exc)) from None
+            have = {rrset_of(r).ident: rrset_of(r) for r in live.get("rrsets", ())}
+            missing = [c.describe() for c in now if not _holds(have, c)]
+            remaining = deadline - time.monotonic()
+            if not missing or remaining <= 0:
+                break
+            self.sleep(min(delay, remaining))
+            delay = min(delay * 2, 10.0)
+        if missing:
+            who = self.leader() or "no node holds the lead"
+            raise ApplyError(
+                "dns",
+                f"this node does not write DNS records ({self.not_leading}; the writer: {who}) and after "
+                f"{timeout:g}s (sync.dnsTimeout) the records its routes need are still missing: "
+                + "; ".join(missing)
+                + ". Nothing was applied; retried. Check the writing node's status, or set dns.manage: true on "
+                "exactly one node of a fleet without Consul",
+            )
+        if self.config is not None and self.config.wait and now:
+            try:
+                self.core().wait_propagated(now, max(1.0, deadline - time.monotonic()))
+            except DnsError as exc:
+                raise ApplyError("dns", str(exc)) from None
+
+    def restore(self, record: dict[str, Any], live: TargetLive | None = None) -> None:
+        del live
+        if record.get("readonly") or not record.get("changed"):
+            return
+        if self.config is None:
+            self.config = DnsConfig.from_dict(record["config"])  # after a crash: bound from the journal
+        before = DnsSnapshot(tuple(DesiredRRSet.from_dict(r) for r in record.get("before", ())))
+        try:
+            self.core().restore(before)
+        except (DnsError, DnsTargetError) as exc:
+            raise ApplyError(
+                "dns rollback",
+                f"{exc}. The records this fleet owned before are in the journal (targets.dns.before); put them "
+                "back at the DNS provider",
+            ) from None
+
+    def in_place(self, record: dict[str, Any], live: TargetLive, snapshot: Snapshot) -> bool:
+        del snapshot
+        if record.get("readonly"):
+            return True
+        state = live.state
+        if not state:
+            if self.config is None:
+                self.config = DnsConfig.from_dict(record["config"])
+            state = self.read().state
+        have = {rrset_of(r).ident: rrset_of(r) for r in state.get("rrsets", ())}
+        return all(_holds(have, Change.from_dict(c)) for c in record.get("now", ()))
+
+    def finish(self, record: dict[str, Any]) -> None:
+        del record  # the removals are planned again by the next cycle
+
+    def commit(self, record: dict[str, Any]) -> None:
+        later = [Change.from_dict(c) for c in record.get("later", ())]
+        if record.get("readonly") or not later:
+            return
+        try:
+            self.core().apply(DnsChangeSet(tuple(later)))
+        except (DnsError, DnsTargetError) as exc:
+            get_logger().warning("dns removal failed; retried with the next plan", error=str(exc))
+
+    def close(self) -> None:
+        if self._core is not None:
+            self._core.close()
+            self._core = None
+
+
+def _holds(have: Mapping[tuple[str, str, str], LiveRRSet], change: Change) -> bool:
+    current = have.get((change.zone, change.name, change.type))
+    if change.after is None:
+        return current is None
+    return current is not None and current.normalized() == change.after.values and current.ttl == change.after.ttl
+
+
+def _hetzner(endpoint: str, token: str) -> DnsProvider:
+    from hecate_agent.dns.hetzner import HetznerProvider  # hcloud is imported only on nodes that manage DNS
+
+    return HetznerProvider(token, endpoint=endpoint)
