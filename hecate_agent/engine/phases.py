@@ -5,6 +5,10 @@
   `bind(rendered)`; the engine calls it with the revision before it reads the
   live state, for plan, apply and rollback to a last-known-good alike. A target
   without `bind` is not asked.
+- Plan lines: the generic plan diffs resources field by field for updates; a
+  target whose creations and deletions need their values shown (a DNS record's
+  type, values and TTL) implements `plan_lines(desired)`, added to the plan's
+  notes.
 - Removals after the proxies: additions apply in ascending `order` (DNS 10
   before Caddy 30: a new route's record exists, and is answered by every
   authoritative server, before the route serves and asks for a certificate).
@@ -18,8 +22,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from hecate_agent.render.bundle import Rendered
@@ -28,6 +32,20 @@ if TYPE_CHECKING:
 @runtime_checkable
 class Binding(Protocol):
     def bind(self, rendered: Rendered) -> None: ...
+
+
+@runtime_checkable
+class Describing(Protocol):
+    def plan_lines(self, desired: Any) -> list[str]: ...
+
+
+def plan_lines(targets: Iterable[object], desired: Mapping[str, Any]) -> list[str]:
+    """What the targets that describe their own changes say about the desired states (by target name)."""
+    lines: list[str] = []
+    for target in targets:
+        if isinstance(target, Describing):
+            lines += target.plan_lines(desired.get(str(getattr(target, "name", ""))))
+    return lines
 
 
 def bind_targets(targets: Iterable[object], rendered: Rendered) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 from hecate_agent import redaction
 from hecate_agent.enforcement import Verdict, node_verdict, tracing_verdict
 from hecate_agent.engine.node import Node
-from hecate_agent.engine.phases import bind_targets
+from hecate_agent.engine.phases import bind_targets, plan_lines
 from hecate_agent.engine.ports import TargetLive
 from hecate_agent.engine.verify import Probe, probes_for
 from hecate_agent.plan import Plan, make_plan
@@ -168,7 +168,7 @@ def _prepare_rendered(node: Node, rendered: Rendered, secrets: frozenset[str], n
         live_fingerprint=live.fingerprint,
         unmanaged=unmanaged,
         secrets=secrets,
-        notes=notes,
+        notes=notes + tuple(plan_lines(node.targets, desired_states)),
     )
     return Prepared(rendered, live, desired_states, needed, plan, last, secrets)
 

@@ -86,6 +86,7 @@ def dns_target(settings: AgentSettings, resolver: Secrets) -> DnsEngineTarget:
         settings.sync,
         resolver,
         leads=leads,
+        writes=election.is_leader,
         leader=election.leader,
         not_leading=f"it does not hold the Consul lock {election.key}",
     )

@@ -161,6 +161,7 @@ class DnsEngineTarget:
         *,
         leads: Callable[[], bool],
         leader: Callable[[], str | None] = lambda: None,
+        writes: Callable[[], bool] | None = None,
         not_leading: str = "agent.yaml dns.manage is false",
         provider_factory: ProviderFactory | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -170,6 +171,7 @@ class DnsEngineTarget:
         self.resolver = resolver
         self.leads = leads
         self.leader = leader
+        self.writes = writes or leads  # asked by plan: must not take the lead (Consul: is_leader)
         self.not_leading = not_leading
         self.provider_factory = provider_factory or _hetzner
         self.sleep = sleep
@@ -255,6 +257,13 @@ class DnsEngineTarget:
             "rrsets": [rrsets[k] for k in sorted(rrsets)],
             "changes": [c.to_dict() for c in changes.changes],
         }
+
+    def plan_lines(self, desired: Any) -> list[str]:
+        """Each change with its values and TTL (`+ dns A app.example.com 192.0.2.10 ttl 300 (route app)`)."""
+        lines = [Change.from_dict(c).describe() for c in (desired or {}).get("changes", ())]
+        if lines and not self.writes():
+            lines.append(f"dns: this node does not write DNS records ({self.not_leading}); it waits for the writer")
+        return lines
 
     def owned(self, state: Any) -> Any:
         return dns_resources(state, self.settings.owner)[0]
