@@ -9,6 +9,9 @@
   target whose creations and deletions need their values shown (a DNS record's
   type, values and TTL) implements `plan_lines(desired)`, added to the plan's
   notes.
+- Status: a target with something to report in the status document's
+  `components` (the DNS target: its provider, policy, whether this node writes,
+  how many records the fleet owns) implements `component()`.
 - Removals after the proxies: additions apply in ascending `order` (DNS 10
   before Caddy 30: a new route's record exists, and is answered by every
   authoritative server, before the route serves and asks for a certificate).
@@ -46,6 +49,24 @@ def plan_lines(targets: Iterable[object], desired: Mapping[str, Any]) -> list[st
         if isinstance(target, Describing):
             lines += target.plan_lines(desired.get(str(getattr(target, "name", ""))))
     return lines
+
+
+@runtime_checkable
+class Reporting(Protocol):
+    name: str
+
+    def component(self) -> dict[str, Any] | None: ...
+
+
+def components(targets: Iterable[object]) -> dict[str, Any]:
+    """The status components of the targets that report one (by target name)."""
+    found: dict[str, Any] = {}
+    for target in targets:
+        if isinstance(target, Reporting):
+            value = target.component()
+            if value is not None:
+                found[target.name] = value
+    return found
 
 
 def bind_targets(targets: Iterable[object], rendered: Rendered) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from hecate_agent.engine.outcomes import SUCCEEDED, Outcome
+from hecate_agent.engine.phases import components
 from hecate_agent.engine.ports import StatusSink
 from hecate_agent.engine.transaction import (
     ApplyError,
@@ -248,6 +249,9 @@ class Engine:
             fields.setdefault("drift", {"detected": False, "at": None, "resources": []})
         if result.outcome is not Outcome.SOURCE_ERROR and result.revision is not None:
             fields.setdefault("desired_revision", result.revision)
+        reported = components(self.node.targets)
+        if reported:
+            fields["components"] = {**(fields.get("components") or {}), **reported}
         document = update_status(self.node.store, self.node.settings.node.name, last_attempt=result.attempt(), **fields)
         if self.sink is not None:
             self.sink.publish(document)

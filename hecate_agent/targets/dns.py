@@ -147,6 +147,23 @@ def after_removals(changes: Iterable[Change]) -> tuple[list[Change], list[Change
     return now, [c for c in changes if c not in now]
 
 
+def resolve_token(resolver: SecretResolver, reference: str) -> str:
+    """The API token behind its reference (environment or Vault); registered for redaction by the resolver."""
+    names = template_references(reference)
+    if len(names) != 1:
+        raise DnsTargetError(f"{TOKEN_FIELD}: expected one ${{ENV_VAR}} or ${{vault:path#key}} reference")
+    try:
+        values = resolver.resolve_references([Reference(names[0], TOKEN_FIELD)]).values
+    except SecretError as exc:
+        raise DnsTargetError(str(exc)) from None
+    if names[0] not in values:
+        raise DnsTargetError(
+            f"{TOKEN_FIELD} references ${{{names[0]}}}, which is not set in the agent's environment; set it "
+            "(e.g. in the systemd unit's EnvironmentFile) or use a ${vault:path#key} reference"
+        )
+    return values[names[0]]
+
+
 class DnsEngineTarget:
     """DNS records through a provider's API (Hetzner's by default)."""
 
@@ -178,6 +195,7 @@ class DnsEngineTarget:
         self.config: DnsConfig | None = None
         self._core: DnsTarget | None = None
         self._core_key: tuple[str, str, str, bool] | None = None
+        self._owned_seen: int | None = None
 
     # --- binding and reading -------------------------------------------------------------------
 
@@ -187,7 +205,7 @@ class DnsEngineTarget:
     def core(self) -> DnsTarget:
         config = self.config
         assert config is not None
-        token = self._token(config.token)
+        token = resolve_token(self.resolver, config.token)
         key = (self.settings.api_endpoint, token, config.policy, config.adopt)
         if self._core is None or self._core_key != key:
             if self._core is not None:
@@ -203,21 +221,6 @@ class DnsEngineTarget:
             self._core_key = key
         return self._core
 
-    def _token(self, reference: str) -> str:
-        names = template_references(reference)
-        if len(names) != 1:
-            raise DnsTargetError(f"{TOKEN_FIELD}: expected one ${{ENV_VAR}} or ${{vault:path#key}} reference")
-        try:
-            values = self.resolver.resolve_references([Reference(names[0], TOKEN_FIELD)]).values
-        except SecretError as exc:
-            raise DnsTargetError(str(exc)) from None
-        if names[0] not in values:
-            raise DnsTargetError(
-                f"{TOKEN_FIELD} references ${{{names[0]}}}, which is not set in the agent's environment; set it "
-                "(e.g. in the systemd unit's EnvironmentFile) or use a ${vault:path#key} reference"
-            )
-        return values[names[0]]
-
     def read(self) -> TargetLive:
         if self.config is None:
             return TargetLive({})
@@ -227,6 +230,7 @@ class DnsEngineTarget:
         except DnsError as exc:
             raise DnsTargetError(f"dns: cannot read the records at the provider: {exc}") from None
         kept = [r for r in live.rrsets if is_owned(r.labels, self.settings.owner) or r.fqdn in domains]
+        self._owned_seen = sum(1 for r in kept if is_owned(r.labels, self.settings.owner))
         return TargetLive({"zones": list(live.zones), "rrsets": [r.as_desired().to_dict() for r in kept]})
 
     # --- planning (pure) -------------------------------------------------------------------------
@@ -300,7 +304,11 @@ class DnsEngineTarget:
         }
 
     def apply(self, prepared: Prepared, record: dict[str, Any], save: Callable[[], None]) -> None:
-        del prepared
+        assert self.config is not None
+        self._apply(record, save)
+        self._owned_seen = len(self._owned_rrsets(prepared.desired.get(self.name)))  # removals follow in commit
+
+    def _apply(self, record: dict[str, Any], save: Callable[[], None]) -> None:
         assert self.config is not None
         now = [Change.from_dict(c) for c in record["now"]]
         timeout = self.sync.dns_timeout.seconds
@@ -388,6 +396,18 @@ class DnsEngineTarget:
             self.core().apply(DnsChangeSet(tuple(later)))
         except (DnsError, DnsTargetError) as exc:
             get_logger().warning("dns removal failed; retried with the next plan", error=str(exc))
+
+    def component(self) -> dict[str, Any] | None:
+        """For the status document: what this node does about DNS, and what it last saw."""
+        if self.config is None:
+            return None
+        return {
+            "provider": "hetzner",
+            "policy": self.config.policy,
+            "writer": self.writes(),
+            "ownedRecords": self._owned_seen,
+            "waitForDNS": self.config.wait,
+        }
 
     def close(self) -> None:
         if self._core is not None:

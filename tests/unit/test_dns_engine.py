@@ -122,6 +122,9 @@ def test_a_new_route_gets_its_records_before_caddy_and_a_removed_one_loses_them_
     assert world.events == ["dns create A app.example.com", "dns create AAAA app.example.com", "apply caddy"]
     assert world.records() == {"A app.example.com": ("192.0.2.10",), "AAAA app.example.com": ("2001:db8::10",)}
     assert all(r.labels["hecate-owner"] == "fleet-a" for r in world.provider.sets.values())
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["components"]["dns"] == {
+        "provider": "hetzner", "policy": "sync", "writer": True, "ownedRecords": 2, "waitForDNS": False}
     plan = result.prepared.plan if result.prepared else None
     assert plan is not None
     shown = {c.key: c.action for c in plan.changes if c.kind == "DnsRecord"}
@@ -193,6 +196,7 @@ def test_the_provider_down_changes_nothing_and_is_an_error_retried(tmp_path: Pat
     result = world.reconcile(world.files("app.example.com"))
     assert result.outcome == Outcome.ERROR
     assert "dns: cannot read the records at the provider" in result.error
+    assert json.loads((tmp_path / "status.json").read_text())["phase"] == "Degraded"
     assert world.events == []
     assert TOKEN not in result.error
 
