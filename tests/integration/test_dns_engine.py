@@ -187,3 +187,29 @@ def test_a_wildcard_with_letsencrypt_on_debians_caddy_is_a_capability_error(node
     with_module = CaddyCapabilities(capabilities.version, capabilities.modules | {"dns.providers.hetzner"})
     engine = Engine(node.node(with_module, environment={"HETZNER_API_TOKEN": TOKEN}))
     assert engine.prepare(loaded.state, "rev-1")[0] is not None
+
+
+def test_with_consul_only_the_holder_of_the_dns_lock_writes(tmp_path: Any) -> None:
+    from hecate_agent.runtime.wiring import build_node
+    from hecate_agent.settings import AgentSettings
+    from tests.support.consul_server import FakeConsul
+
+    consul = FakeConsul()
+    try:
+        def target(name: str) -> DnsEngineTarget:
+            settings = AgentSettings.model_validate({
+                "node": {"name": name}, "stateDir": str(tmp_path / name),
+                "consul": {"address": f"http://127.0.0.1:{consul.port}"},
+                "dns": {"provisioning": "agent", "manage": True}})  # manage is for fleets without Consul
+            found = build_node(settings, environment={}, capabilities=CaddyCapabilities()).target("dns")
+            assert isinstance(found, DnsEngineTarget)
+            return found
+
+        one, two = target("edge-1"), target("edge-2")
+        assert not one.writes()  # planning never takes the lead
+        assert one.leads() and not two.leads()
+        assert one.writes() and not two.writes()
+        assert two.leader() == "edge-1"
+        assert two.not_leading == "it does not hold the Consul lock hecate/leaders/dns"
+    finally:
+        consul.close()

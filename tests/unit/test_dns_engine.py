@@ -17,9 +17,10 @@ from hecate_agent.dns.provider import DnsError, Pending, ZoneInfo
 from hecate_agent.engine.outcomes import Outcome
 from hecate_agent.engine.prepare import prepare
 from hecate_agent.engine.reconcile import Engine, Result
+from hecate_agent.engine.transaction import recover
 from hecate_agent.secrets import SecretResolver
 from hecate_agent.targets.dns import DnsEngineTarget
-from tests.fakes import MemorySink, MemorySource, MemoryTarget, Verifier, fake_node, fake_targets
+from tests.fakes import Crash, CrashingStore, MemorySink, MemorySource, MemoryTarget, Verifier, fake_node, fake_targets
 from tests.helpers import config, desired_state, dump_yaml, route
 
 TOKEN = "hz-secret-token-1234567890"
@@ -236,3 +237,22 @@ def test_a_node_that_does_not_write_says_so_in_its_plan(tmp_path: Path) -> None:
     assert "+ dns A app.example.com 192.0.2.10 ttl 300 (route r0)" in notes
     assert ("dns: this node does not write DNS records (agent.yaml dns.manage is false); it waits for the writer"
             in notes)
+
+
+def test_a_crash_before_caddy_is_resolved_by_a_new_process_from_the_journal(tmp_path: Path) -> None:
+    world = DnsWorld(tmp_path)
+    store = world.node.store
+    assert isinstance(store, CrashingStore)
+    store.crash_at = "caddy"
+    with pytest.raises(Crash):
+        world.reconcile(world.files("app.example.com"))
+    assert set(world.records()) == {"A app.example.com", "AAAA app.example.com"}
+    store.crash_at = None
+    fresh = DnsWorld(tmp_path)  # a new process: an unbound DNS target, the same provider and proxies
+    fresh.provider = world.provider
+    fresh.dns.provider_factory = lambda endpoint, token: world.provider
+    fresh.node.targets = [t for t in fresh.node.targets if t.name != "caddy"] + [world.caddy()]
+    fresh.node.targets.sort(key=lambda t: t.order)
+    outcome = recover(fresh.node)
+    assert outcome == "restored the state before revision rev-1"
+    assert world.records() == {}  # bound from the journal (config, token reference) and put back
