@@ -8,6 +8,7 @@ the common case.
 from __future__ import annotations
 
 from hecate_agent.engine.node import Node
+from hecate_agent.engine.phases import Binding, bind_targets
 from hecate_agent.engine.prepare import prepare_rendered, read_live, resources_of, snapshot_rendered, snapshot_states
 from hecate_agent.engine.transaction import apply_prepared
 from hecate_agent.plan import drifted_resources
@@ -16,6 +17,8 @@ from hecate_agent.store.state import Snapshot
 
 def detect(node: Node, last: Snapshot) -> list[str]:
     """The resources ("Kind/name") whose live form differs from what `last` put in place."""
+    if any(isinstance(t, Binding) for t in node.targets):  # compare against what the LKG asked of them
+        bind_targets(node.targets, snapshot_rendered(last, node.caddy_settings))
     live = read_live(node)
     now = {t.name: t.owned(live.state(t.name)) for t in node.targets}
     then = {t.name: t.owned(state) for t, state in zip(node.targets, snapshot_states(node, last).values(), strict=True)}

@@ -270,7 +270,8 @@ class DnsEngineTarget:
         return lines
 
     def owned(self, state: Any) -> Any:
-        return dns_resources(state, self.settings.owner)[0]
+        """The fleet's own records, in the shape of a state (so `resources` reads it too)."""
+        return {"rrsets": sorted(self._owned_rrsets(state), key=lambda r: (r["zone"], r["name"], r["type"]))}
 
     def resources(self, state: Any) -> tuple[dict[str, Any], list[str]]:
         return dns_resources(state, self.settings.owner)

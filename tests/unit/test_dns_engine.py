@@ -18,6 +18,7 @@ from hecate_agent.engine.outcomes import Outcome
 from hecate_agent.engine.prepare import prepare
 from hecate_agent.engine.reconcile import Engine, Result
 from hecate_agent.engine.transaction import recover
+from hecate_agent.runtime.drift import detect
 from hecate_agent.secrets import SecretResolver
 from hecate_agent.targets.dns import DnsEngineTarget
 from tests.fakes import Crash, CrashingStore, MemorySink, MemorySource, MemoryTarget, Verifier, fake_node, fake_targets
@@ -256,3 +257,20 @@ def test_a_crash_before_caddy_is_resolved_by_a_new_process_from_the_journal(tmp_
     outcome = recover(fresh.node)
     assert outcome == "restored the state before revision rev-1"
     assert world.records() == {}  # bound from the journal (config, token reference) and put back
+
+
+def test_drift_of_an_owned_record_is_detected_and_an_unbound_target_sees_none(tmp_path: Path) -> None:
+    world = DnsWorld(tmp_path)
+    assert world.reconcile(world.files("app.example.com")).outcome == Outcome.APPLIED
+    last = world.node.store.last_applied()
+    assert last is not None
+    assert detect(world.node, last) == []
+    fresh = DnsWorld(tmp_path)  # a new process before its first plan
+    fresh.dns.provider_factory = lambda endpoint, token: world.provider
+    fresh.node.targets = [t for t in fresh.node.targets if t.name != "caddy"] + [world.caddy()]
+    fresh.node.targets.sort(key=lambda t: t.order)
+    assert detect(fresh.node, last) == []
+    ident = ("example.com", "app", "A")
+    changed = world.provider.sets[ident]
+    world.provider.sets[ident] = LiveRRSet(changed.zone, changed.name, "A", 300, ("198.51.100.9",), changed.labels)
+    assert detect(fresh.node, last) == ["DnsRecord/app.example.com/A"]
