@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from hecate_agent.dns.certificates import certificate_storage_warnings
+from hecate_agent.dns.certificates import balancer_storage_warnings
 from hecate_agent.settings import AuthentikNodeSettings, DnsNodeSettings
 from hecate_agent.spec.loader import DesiredState
 from hecate_agent.spec.requirements import config_requirements, policy_requirements
@@ -81,11 +81,7 @@ def storage_notes(state: DesiredState) -> list[str]:
     config = state.config
     if config.dns.target is None:
         return []
-    return certificate_storage_warnings(
-        ("this node", "the other nodes behind global.dns.target"),
-        config.certificates.storage,
-        config.certificates.provider,
-    )
+    return balancer_storage_warnings(config.certificates.storage, config.certificates.provider)
 
 
 def otel_endpoint(endpoint: str) -> str:

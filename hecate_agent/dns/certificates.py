@@ -91,13 +91,30 @@ def certificate_storage_warnings(
 ) -> list[str]:
     """The plan warning when nodes behind one balancer each request their own Let's Encrypt certificates."""
     nodes = sorted(set(balanced_nodes))
+    if len(nodes) < 2:
+        return []
+    return _storage_warning(
+        f"the {len(nodes)} nodes behind one balancer ({', '.join(nodes)})",
+        f"{len(nodes)} orders",
+        storage,
+        certificates_provider,
+    )
+
+
+def balancer_storage_warnings(storage: str | None, certificates_provider: str | None) -> list[str]:
+    """The same warning when config.yaml says the nodes share names (`global.dns.target`: a balancer)."""
+    return _storage_warning(
+        "the nodes behind one balancer (global.dns.target)", "one order per node", storage, certificates_provider
+    )
+
+
+def _storage_warning(nodes: str, orders: str, storage: str | None, certificates_provider: str | None) -> list[str]:
     backend = storage or "file"
-    if certificates_provider != "letsencrypt" or len(nodes) < 2 or backend not in NODE_LOCAL_STORAGE:
+    if certificates_provider != "letsencrypt" or backend not in NODE_LOCAL_STORAGE:
         return []
     return [
-        f"certificates: the {len(nodes)} nodes behind one balancer ({', '.join(nodes)}) keep certificates in "
-        f"node-local storage ({backend}), so each node requests its own certificate for every domain from "
-        f"Let's Encrypt: {len(nodes)} orders per name, which runs into Let's Encrypt's rate limits (5 certificates "
-        "for the same names per week, 50 per registered domain per week) and fails HTTP-01 challenges the balancer "
-        "sends to another node. Set global.certificates.storage to storage the nodes share"
+        f"certificates: {nodes} keep certificates in node-local storage ({backend}), so each node requests its own "
+        f"certificate for every domain from Let's Encrypt: {orders} per name, which runs into Let's Encrypt's rate "
+        "limits (5 certificates for the same names per week, 50 per registered domain per week) and fails HTTP-01 "
+        "challenges the balancer sends to another node. Set global.certificates.storage to storage the nodes share"
     ]

@@ -200,7 +200,15 @@ def test_dns_provider_stops_the_plan_unless_records_are_kept_outside() -> None:
     targeted = config(dns={"provider": "hetzner", "apiToken": "${HETZNER_API_TOKEN}", "target": {"addresses": ["192.0.2.10"]}})
     lifted = node_verdict(desired_state(route(), global_config=targeted), None, DnsNodeSettings(provisioning="agent"))
     assert lifted.errors == []
-    assert any("node-local storage (file)" in note for note in lifted.notes)  # letsencrypt + file behind a balancer
+    assert lifted.notes == [  # letsencrypt + file storage behind a balancer
+        "certificates: the nodes behind one balancer (global.dns.target) keep certificates in node-local storage "
+        "(file), so each node requests its own certificate for every domain from Let's Encrypt: one order per node "
+        "per name, which runs into Let's Encrypt's rate limits (5 certificates for the same names per week, 50 per "
+        "registered domain per week) and fails HTTP-01 challenges the balancer sends to another node. Set "
+        "global.certificates.storage to storage the nodes share"
+    ]
+    shared = config(dns=targeted["global"]["dns"], certificates={"storage": "consul"})
+    assert node_verdict(desired_state(route(), global_config=shared), None, DnsNodeSettings(provisioning="agent")).notes == []
     external = node_verdict(state, None, DnsNodeSettings(provisioning="external"))
     assert external.errors == []
     assert external.notes == [
