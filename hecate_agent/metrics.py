@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
@@ -41,12 +42,24 @@ class Metrics:
             "hecate_secret_errors", "Reconciles held back because a secret could not be resolved.", registry=r
         )
         self.suspended = Gauge("hecate_suspended", "1 while automatic sync is suspended.", registry=r)
+        self.dns_records = Gauge(
+            "hecate_dns_owned_records", "DNS records this fleet owns at the provider, as last seen.", registry=r
+        )
+        self.dns_writer = Gauge("hecate_dns_writer", "1 while this node writes the fleet's DNS records.", registry=r)
         self.upstream_up = Gauge(
             "hecate_stream_upstream_up",
             "Agent-side TCP probe of a stream upstream (1 up, 0 down).",
             ["stream", "upstream"],
             registry=r,
         )
+
+    def set_dns(self, component: Mapping[str, Any] | None) -> None:
+        """From the status component of the DNS target (targets/dns.py), when it has one."""
+        if not component:
+            return
+        self.dns_writer.set(1 if component.get("writer") else 0)
+        if component.get("ownedRecords") is not None:
+            self.dns_records.set(float(component["ownedRecords"]))
 
     def set_stream_upstreams(self, up: Mapping[tuple[str, str], bool]) -> None:
         """The probe verdict of every (stream, upstream) probed now; series of any other pair are removed."""

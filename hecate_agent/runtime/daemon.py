@@ -248,7 +248,7 @@ class Daemon:
             return quiet
         files, problems = self.source.snapshot(revision)
         quarantine = self.settings.sync.invalid_policy == "quarantine"
-        result, _ = self.engine.reconcile(
+        result, document = self.engine.reconcile(
             revision,
             files,
             problems,
@@ -260,6 +260,7 @@ class Daemon:
             status=status,
         )
         self.policy.after(result, files, self.source, trigger)
+        self.metrics.set_dns((document.get("components") or {}).get("dns"))
         return result
 
     def check_drift(self) -> list[str]:

@@ -49,3 +49,15 @@ def test_promtool_accepts_the_exposition() -> None:
         ["promtool", "check", "metrics"], input=metrics.render(), capture_output=True, timeout=60, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_dns_component_of_the_status_sets_the_dns_gauges() -> None:
+    metrics = Metrics()
+    metrics.set_dns({"provider": "hetzner", "policy": "sync", "writer": True, "ownedRecords": 4, "waitForDNS": True})
+    families = {f.name: f for f in text_string_to_metric_families(metrics.render().decode())}
+    assert families["hecate_dns_writer"].samples[0].value == 1.0
+    assert families["hecate_dns_owned_records"].samples[0].value == 4.0
+    metrics.set_dns({"writer": False, "ownedRecords": None})
+    families = {f.name: f for f in text_string_to_metric_families(metrics.render().decode())}
+    assert families["hecate_dns_writer"].samples[0].value == 0.0
+    assert families["hecate_dns_owned_records"].samples[0].value == 4.0  # not seen: the last value stays
