@@ -12,8 +12,9 @@ storage is node-local, and so each asks Let's Encrypt for the same names.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 # provider -> (Caddy module, plugin Go module, lowest Caddy version the plugin builds with)
 PLUGINS = {"hetzner": ("dns.providers.hetzner", "github.com/caddy-dns/hetzner/v2", (2, 10, 2))}
@@ -25,6 +26,11 @@ class CertRoute:
     route: str
     domain: str
     auto_https: bool = True  # false: plain HTTP, no certificate
+
+
+def dns_challenge_issuer(acme: Mapping[str, Any], provider: str, token: str) -> dict[str, Any]:
+    """An ACME issuer that answers the DNS-01 challenge through Caddy's `dns.providers.<provider>` module."""
+    return {**acme, "challenges": {"dns": {"provider": {"name": provider, "api_token": token}}}}
 
 
 def _version(text: str) -> tuple[int, int, int] | None:

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hecate_agent.dns.certificates import dns_challenge_issuer
 from hecate_agent.errors import HecateError
 from hecate_agent.render.caddy_auth import forward_auth_routes
 from hecate_agent.render.caddy_guard import brace_problems, duplicate_id_problems, inspect
@@ -453,7 +454,23 @@ class _Renderer:
             # Caddy wants the window as a share of the certificate's lifetime (90 days at Let's Encrypt).
             ratio = min(0.9, certificates.renewal_window.milliseconds / (90 * 86_400_000))
             policy["renewal_window_ratio"] = round(ratio, 4)
+            return self.dns_challenge(policy)
         return [policy]
+
+    def dns_challenge(self, policy: dict[str, Any]) -> list[dict[str, Any]]:
+        """Wildcard names get their own policy whose ACME issuer uses the DNS-01 challenge, when this Caddy
+        has the provider's module (without it, render_all reports the capability error)."""
+        dns = self.config.dns
+        wild = [s for s in policy["subjects"] if s.startswith("*.")]
+        if not wild or dns.provider is None or dns.api_token is None:
+            return [policy]
+        if not self.capabilities.has(f"dns.providers.{dns.provider}"):
+            return [policy]
+        token = self.resolve(dns.api_token, "global.dns.apiToken")
+        issuer = dns_challenge_issuer(policy["issuers"][0], dns.provider, token)
+        wildcard = {**policy, "@id": caddy_id("certificates", "dns-01"), "subjects": wild, "issuers": [issuer]}
+        rest = [s for s in policy["subjects"] if s not in wild]
+        return [wildcard, {**policy, "subjects": rest}] if rest else [wildcard]
 
     # --- routes ---------------------------------------------------------------------
 

@@ -63,3 +63,25 @@ def test_no_storage_warning_for_one_node_shared_storage_or_internal_certificates
     assert certificate_storage_warnings(["edge-1", "edge-1"], "file", "letsencrypt") == []
     assert certificate_storage_warnings(["edge-1", "edge-2"], "vault", "letsencrypt") == []
     assert certificate_storage_warnings(["edge-1", "edge-2"], "file", "internal") == []
+
+
+def test_with_the_module_a_wildcard_gets_an_acme_issuer_with_the_dns_challenge() -> None:
+    from hecate_agent.render.caddy import CaddyCapabilities, CaddySettings, render_caddy
+    from tests.helpers import config, desired_state, route
+
+    dns = {"provider": "hetzner", "apiToken": "${HETZNER_API_TOKEN}"}
+    state = desired_state(route("tenants", "*.tenants.example.com"), route("app", "app.example.com"),
+                          global_config=config(dns=dns, certificates={"email": "ops@example.com"}))
+    capabilities = CaddyCapabilities("2.10.2", DEBIAN_MODULES | {"dns.providers.hetzner"})
+    owned = render_caddy(state, CaddySettings(), capabilities, {"HETZNER_API_TOKEN": "tok-123"})
+    policies = owned["apps"]["tls"]["automation"]["policies"]
+    assert [(p["@id"], p["subjects"]) for p in policies] == [
+        ("hecate-certificates-dns-01", ["*.tenants.example.com"]),
+        ("hecate-certificates", ["app.example.com"]),
+    ]
+    assert policies[0]["issuers"] == [{"module": "acme", "email": "ops@example.com", "challenges": {
+        "dns": {"provider": {"name": "hetzner", "api_token": "tok-123"}}}}]
+    assert policies[1]["issuers"] == [{"module": "acme", "email": "ops@example.com"}]
+    # Without the module the policy stays as it was (render_all reports the capability error).
+    plain = render_caddy(state, CaddySettings(), CaddyCapabilities("2.6.2", DEBIAN_MODULES), {"HETZNER_API_TOKEN": "x"})
+    assert [p["@id"] for p in plain["apps"]["tls"]["automation"]["policies"]] == ["hecate-certificates"]
