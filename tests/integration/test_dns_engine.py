@@ -39,11 +39,11 @@ def global_config(prometheus_port: int) -> str:
 
 
 class Fleet:
-    def __init__(self, node: NodeUnderTest, api: FakeHetzner, upstream: Upstream) -> None:
+    def __init__(self, node: NodeUnderTest, api: FakeHetzner, upstream: Upstream, timeout: str = "20s") -> None:
         node.configure(
             dns={"provisioning": "agent", "apiEndpoint": api.endpoint, "publicAddresses": [ADDRESS],
                  "manage": True, "owner": "fleet-eu"},
-            sync={"dnsTimeout": "20s"},
+            sync={"dnsTimeout": timeout},
         )
         self.node_under_test = node
         self.node = node.node(caddy_capabilities(), environment={"HETZNER_API_TOKEN": TOKEN})
@@ -131,6 +131,24 @@ def test_the_design_documents_config_creates_records_before_the_route_and_delete
     assert fleet.record("app") is None
     assert fleet.record("keep") is not None
     assert fleet.hetzner.state.errors == []
+
+
+def test_a_server_that_never_answers_times_out_the_records_are_undone_and_caddy_is_untouched(
+        node: NodeUnderTest, hetzner: FakeHetzner, servers: tuple[AuthoritativeDns, AuthoritativeDns]) -> None:  # noqa: F811
+    servers[1].frozen = True  # publishes nothing: the second authoritative server never has the record
+    upstream = Upstream("a")
+    with serving(upstream):
+        fleet = Fleet(node, hetzner, upstream, timeout="1s")
+        try:
+            result = fleet.apply("app.example.com")
+        finally:
+            fleet.node.close()
+    assert result.outcome == Outcome.ROLLED_BACK
+    assert "were undone" in result.error and "A app.example.com" in result.error
+    assert servers[1].address in result.error
+    assert fleet.record("app") is None
+    assert not fleet.serves("app.example.com")
+    assert fleet.status["phase"] == "Degraded"
 
 
 def test_an_unowned_record_is_a_conflict_and_nothing_is_touched(fleet: Fleet) -> None:
