@@ -42,6 +42,7 @@ from hecate_agent.runtime.policy import Policy
 from hecate_agent.runtime.sdnotify import Notifier
 from hecate_agent.runtime.sources import DirectorySource, Source, make_source, source_label
 from hecate_agent.runtime.upkeep import Upkeep
+from hecate_agent.runtime.wiring import share_publisher
 from hecate_agent.runtime.worker import Worker, WorkerState
 from hecate_agent.settings import AgentSettings, load_settings
 from hecate_agent.sources.git import ForcePushRefusedError, GitError, UnsignedCommitError
@@ -95,6 +96,7 @@ class Daemon:
         self.node = self.node_factory(settings)
         self.source: Source = make_source(settings)
         self.consul = make_publisher(settings)
+        share_publisher(self.node, self.consul)  # leader locks live under the session the heartbeat renews
         # A halted node does not queue on every sync; it waits on the halt key, and this wakes it.
         coordinator = make_coordinator(
             settings, self.consul, self.stopping, on_resume=lambda: self.trigger("halt-lifted")

@@ -5,17 +5,20 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+import consul
+
 from hecate_agent.engine.node import Node
 from hecate_agent.engine.ports import Secrets, Target
 from hecate_agent.render.caddy import CaddyCapabilities
 from hecate_agent.secrets import SecretResolver, VaultClient
 from hecate_agent.settings import AgentSettings
+from hecate_agent.store.consul_status import ConsulPublisher
 from hecate_agent.store.state import StateStore
 from hecate_agent.store.status import read_status
 from hecate_agent.stream_health import down_from_status
 from hecate_agent.targets.caddy import CaddyTarget
 from hecate_agent.targets.caddy_admin import CaddyAdmin, CaddyError, detect_capabilities
-from hecate_agent.targets.dns import DnsEngineTarget
+from hecate_agent.targets.dns import DnsEngineTarget, Leadership, StaticLeadership
 from hecate_agent.targets.nginx import NginxTarget
 from hecate_agent.targets.nginx_streams import NginxSettings, NginxStreams
 
@@ -69,24 +72,62 @@ def build_node(
 def dns_target(settings: AgentSettings, resolver: Secrets) -> DnsEngineTarget:
     """The DNS target; with Consul the holder of `<prefix>/leaders/dns` writes, else `dns.manage` decides."""
     assert settings.dns is not None and isinstance(resolver, SecretResolver)
-    if settings.consul is None:
-        manage = settings.dns.manage
-        return DnsEngineTarget(settings.dns, settings.sync, resolver, leads=lambda: manage)
-    from hecate_agent.runtime.fleet import make_publisher
-    from hecate_agent.runtime.leader import LeaderElection
+    leadership: Leadership = StaticLeadership(settings.dns.manage)
+    if settings.consul is not None:
+        from hecate_agent.runtime.fleet import make_publisher
 
-    election = LeaderElection(make_publisher(settings), "dns")
+        publisher = make_publisher(settings)
+        assert publisher is not None
+        leadership = ConsulLeadership(publisher, "dns")
+    return DnsEngineTarget(settings.dns, settings.sync, resolver, leadership=leadership)
 
-    def leads() -> bool:
-        election.session = None  # the publisher's current session (a lost one is replaced)
-        return election.try_acquire()
 
-    return DnsEngineTarget(
-        settings.dns,
-        settings.sync,
-        resolver,
-        leads=leads,
-        writes=election.is_leader,
-        leader=election.leader,
-        not_leading=f"it does not hold the Consul lock {election.key}",
-    )
+class ConsulLeadership:
+    """The Consul lock `<prefix>/leaders/<name>` under the node's session (runtime/leader.py). The daemon
+    hands its own publisher over (`share_publisher`), whose heartbeat renews the session; a one-shot
+    command renews it here before it asks."""
+
+    def __init__(self, publisher: ConsulPublisher, name: str) -> None:
+        from hecate_agent.runtime.leader import LeaderElection
+
+        self.election = LeaderElection(publisher, name)
+        self.not_leading = f"it does not hold the Consul lock {self.election.key}"
+
+    def _renew(self) -> None:
+        publisher = self.election.publisher
+        assert publisher is not None
+        session = publisher.session
+        if session is None:
+            return
+        try:
+            publisher.client.session.renew(session)
+        except consul.NotFound:
+            with publisher.lock:
+                publisher.session = None  # expired: the next acquire makes a new one
+        except (consul.ConsulException, OSError, ValueError):
+            return
+
+    def leads(self) -> bool:
+        """Take the lead if it is free; this node leads too when the holder is this node's other process
+        (the daemon, while `apply` runs from the command line: they never apply at once)."""
+        self._renew()
+        self.election.session = None  # the publisher's current session, made if needed
+        return self.election.try_acquire() or self.writes()
+
+    def writes(self) -> bool:
+        publisher = self.election.publisher
+        assert publisher is not None
+        return self.election.leader() == publisher.node
+
+    def leader(self) -> str | None:
+        return self.election.leader()
+
+
+def share_publisher(node: Node, publisher: ConsulPublisher | None) -> None:
+    """The daemon's Consul publisher (its session renewed by the heartbeat) for the node's leader locks."""
+    if publisher is None:
+        return
+    for target in node.targets:
+        leadership = getattr(target, "leadership", None)
+        if isinstance(leadership, ConsulLeadership):
+            leadership.election.publisher = publisher

@@ -25,7 +25,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hecate_agent.dns.desired import DesiredRRSet, DnsRoute, RecordTarget, desired_rrsets, is_owned
 from hecate_agent.dns.plan import Change, DnsChangeSet, LiveDns, LiveRRSet
@@ -47,6 +47,35 @@ if TYPE_CHECKING:
 ORDER = 10
 TOKEN_FIELD = "global.dns.apiToken"
 ProviderFactory = Callable[[str, str], DnsProvider]  # (endpoint, token) -> provider
+
+
+class Leadership(Protocol):
+    """Who writes the fleet's records: `leads()` at apply (may take a free lead), `writes()` at plan and
+    status (only asks), `leader()` names the writer when known, `not_leading` says why this node does not."""
+
+    not_leading: str
+
+    def leads(self) -> bool: ...
+    def writes(self) -> bool: ...
+    def leader(self) -> str | None: ...
+
+
+@dataclass
+class StaticLeadership:
+    """Without Consul: agent.yaml `dns.manage` decides."""
+
+    manage: bool
+    not_leading: str = "agent.yaml dns.manage is false"
+    writer: str | None = None
+
+    def leads(self) -> bool:
+        return self.manage
+
+    def writes(self) -> bool:
+        return self.manage
+
+    def leader(self) -> str | None:
+        return self.writer
 
 
 class DnsTargetError(HecateError):
@@ -176,20 +205,14 @@ class DnsEngineTarget:
         sync: SyncSettings,
         resolver: SecretResolver,
         *,
-        leads: Callable[[], bool],
-        leader: Callable[[], str | None] = lambda: None,
-        writes: Callable[[], bool] | None = None,
-        not_leading: str = "agent.yaml dns.manage is false",
+        leadership: Leadership,
         provider_factory: ProviderFactory | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = settings
         self.sync = sync
         self.resolver = resolver
-        self.leads = leads
-        self.leader = leader
-        self.writes = writes or leads  # asked by plan: must not take the lead (Consul: is_leader)
-        self.not_leading = not_leading
+        self.leadership = leadership
         self.provider_factory = provider_factory or _hetzner
         self.sleep = sleep
         self.config: DnsConfig | None = None
@@ -265,8 +288,9 @@ class DnsEngineTarget:
     def plan_lines(self, desired: Any) -> list[str]:
         """Each change with its values and TTL (`+ dns A app.example.com 192.0.2.10 ttl 300 (route app)`)."""
         lines = [Change.from_dict(c).describe() for c in (desired or {}).get("changes", ())]
-        if lines and not self.writes():
-            lines.append(f"dns: this node does not write DNS records ({self.not_leading}); it waits for the writer")
+        if lines and not self.leadership.writes():
+            why = self.leadership.not_leading
+            lines.append(f"dns: this node does not write DNS records ({why}); it waits for the writer")
         return lines
 
     def owned(self, state: Any) -> Any:
@@ -297,7 +321,7 @@ class DnsEngineTarget:
         now, later = after_removals(changes)
         return {
             "config": self.config.to_dict(),
-            "readonly": not self.leads(),
+            "readonly": not self.leadership.leads(),
             "changed": False,
             "before": self._owned_rrsets(prepared.live.state(self.name)),
             "now": [c.to_dict() for c in now],
@@ -343,10 +367,10 @@ class DnsEngineTarget:
             self.sleep(min(delay, remaining))
             delay = min(delay * 2, 10.0)
         if missing:
-            who = self.leader() or "no node holds the lead"
+            who = self.leadership.leader() or "no node holds the lead"
             raise ApplyError(
                 "dns",
-                f"this node does not write DNS records ({self.not_leading}; the writer: {who}) and after "
+                f"this node does not write DNS records ({self.leadership.not_leading}; the writer: {who}) and after "
                 f"{timeout:g}s (sync.dnsTimeout) the records its routes need are still missing: "
                 + "; ".join(missing)
                 + ". Nothing was applied; retried. Check the writing node's status, or set dns.manage: true on "
@@ -405,7 +429,7 @@ class DnsEngineTarget:
         return {
             "provider": "hetzner",
             "policy": self.config.policy,
-            "writer": self.writes(),
+            "writer": self.leadership.writes(),
             "ownedRecords": self._owned_seen,
             "waitForDNS": self.config.wait,
         }

@@ -208,8 +208,9 @@ def test_a_wildcard_with_letsencrypt_on_debians_caddy_is_a_capability_error(node
 
 
 def test_with_consul_only_the_holder_of_the_dns_lock_writes(tmp_path: Any) -> None:
-    from hecate_agent.runtime.wiring import build_node
+    from hecate_agent.runtime.wiring import ConsulLeadership, build_node, share_publisher
     from hecate_agent.settings import AgentSettings
+    from hecate_agent.store.consul_status import ConsulPublisher
     from tests.support.consul_server import FakeConsul
 
     consul = FakeConsul()
@@ -224,10 +225,28 @@ def test_with_consul_only_the_holder_of_the_dns_lock_writes(tmp_path: Any) -> No
             return found
 
         one, two = target("edge-1"), target("edge-2")
-        assert not one.writes()  # planning never takes the lead
-        assert one.leads() and not two.leads()
-        assert one.writes() and not two.writes()
-        assert two.leader() == "edge-1"
-        assert two.not_leading == "it does not hold the Consul lock hecate/leaders/dns"
+        lead_one, lead_two = one.leadership, two.leadership
+        assert not lead_one.writes()  # planning never takes the lead
+        assert lead_one.leads() and not lead_two.leads()
+        assert lead_one.writes() and not lead_two.writes()
+        assert lead_two.leader() == "edge-1"
+        assert lead_two.not_leading == "it does not hold the Consul lock hecate/leaders/dns"
+        # The daemon's publisher (renewed by its heartbeat) takes over the lock's session; the node still leads.
+        node = build_node(AgentSettings.model_validate({
+            "node": {"name": "edge-1"}, "stateDir": str(tmp_path / "daemon"),
+            "consul": {"address": f"http://127.0.0.1:{consul.port}"}, "dns": {"provisioning": "agent"}}),
+            environment={}, capabilities=CaddyCapabilities())
+        daemon_publisher = ConsulPublisher(f"http://127.0.0.1:{consul.port}", "edge-1")
+        share_publisher(node, daemon_publisher)
+        found = node.target("dns")
+        assert isinstance(found, DnsEngineTarget) and isinstance(found.leadership, ConsulLeadership)
+        assert found.leadership.election.publisher is daemon_publisher
+        assert found.leadership.leads()  # held by edge-1's other process: this node writes
+        # Its session dies (expired while Consul was away): the next apply makes a new one and leads again.
+        with consul.state.lock:
+            consul.state.invalidate(str(daemon_publisher.session))
+        one.leadership.election.publisher.close()  # type: ignore[union-attr]  # edge-1's first process ends
+        assert found.leadership.leader() is None
+        assert found.leadership.leads() and found.leadership.writes()
     finally:
         consul.close()

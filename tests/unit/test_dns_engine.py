@@ -20,7 +20,7 @@ from hecate_agent.engine.reconcile import Engine, Result
 from hecate_agent.engine.transaction import recover
 from hecate_agent.runtime.drift import detect
 from hecate_agent.secrets import SecretResolver
-from hecate_agent.targets.dns import DnsEngineTarget
+from hecate_agent.targets.dns import DnsEngineTarget, StaticLeadership
 from tests.fakes import Crash, CrashingStore, MemorySink, MemorySource, MemoryTarget, Verifier, fake_node, fake_targets
 from tests.helpers import config, desired_state, dump_yaml, route
 
@@ -90,7 +90,8 @@ class DnsWorld:
         assert self.node.settings.dns is not None
         self.dns = DnsEngineTarget(
             self.node.settings.dns, self.node.settings.sync, SecretResolver({"HETZNER_API_TOKEN": TOKEN}),
-            leads=lambda: manage, leader=lambda: "edge-1", provider_factory=lambda endpoint, token: self.provider,
+            leadership=StaticLeadership(manage, writer="edge-1"),
+            provider_factory=lambda endpoint, token: self.provider,
             sleep=lambda seconds: None,
         )
         self.node.targets = sorted([*targets, self.dns], key=lambda t: t.order)
