@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import consul
 
@@ -18,9 +19,11 @@ from hecate_agent.store.status import read_status
 from hecate_agent.stream_health import down_from_status
 from hecate_agent.targets.caddy import CaddyTarget
 from hecate_agent.targets.caddy_admin import CaddyAdmin, CaddyError, detect_capabilities
-from hecate_agent.targets.dns import DnsEngineTarget, Leadership, StaticLeadership
 from hecate_agent.targets.nginx import NginxTarget
 from hecate_agent.targets.nginx_streams import NginxSettings, NginxStreams
+
+if TYPE_CHECKING:
+    from hecate_agent.targets.dns import DnsEngineTarget, Leadership
 
 
 def build_node(
@@ -71,6 +74,8 @@ def build_node(
 
 def dns_target(settings: AgentSettings, resolver: Secrets) -> DnsEngineTarget:
     """The DNS target; with Consul the holder of `<prefix>/leaders/dns` writes, else `dns.manage` decides."""
+    from hecate_agent.targets.dns import DnsEngineTarget, StaticLeadership  # dnspython: only where DNS is kept
+
     assert settings.dns is not None and isinstance(resolver, SecretResolver)
     leadership: Leadership = StaticLeadership(settings.dns.manage)
     if settings.consul is not None:
