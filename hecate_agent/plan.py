@@ -19,6 +19,7 @@ from typing import Any
 
 from hecate_agent.redaction import MASK, SENSITIVE_CHANGE, contains_secret
 from hecate_agent.render.caddy import ID_PREFIX, PLAIN_SUFFIX
+from hecate_agent.render.caddy_layout import GROUP_KIND, ungroup
 
 PLAN_FORMAT_VERSION = 1
 ACTIONS = ("create", "update", "delete", "unchanged")
@@ -159,7 +160,8 @@ def caddy_resources(config: Mapping[str, Any] | None, server: str) -> tuple[dict
             continue
         plain = name != server
         body = dict(servers[name])
-        routes = body.pop("routes", None) or []
+        # Grouped routes (render/caddy_layout.py) are planned one by one, as in a flat list.
+        routes = ungroup(body.pop("routes", None) or [], f"{ID_PREFIX}{GROUP_KIND}.")
         leftovers = []
         for route in routes:
             route_id = str(route.get("@id", "")) if isinstance(route, dict) else ""

@@ -29,6 +29,7 @@ from typing import Any
 from hecate_agent.errors import HecateError
 from hecate_agent.render.caddy_auth import forward_auth_routes
 from hecate_agent.render.caddy_guard import brace_problems, duplicate_id_problems, inspect
+from hecate_agent.render.caddy_layout import group_routes
 from hecate_agent.spec.addresses import AddressError, parse_http_url
 from hecate_agent.spec.checks import effective_health_check
 from hecate_agent.spec.headers import REQUEST_ID_HEADER
@@ -305,7 +306,7 @@ class _Renderer:
             https: dict[str, Any] = {
                 "@id": caddy_id("server"),
                 "listen": list(self.settings.https_listen),
-                "routes": https_routes,
+                "routes": group_routes(https_routes, functools.partial(caddy_id)),
                 # Redirects are ours (in the _http server), so each route decides for itself.
                 "automatic_https": {"disable_redirects": True},
                 "tls_connection_policies": self.connection_policies(routes),
@@ -317,7 +318,7 @@ class _Renderer:
             plain: dict[str, Any] = {
                 "@id": caddy_id("server", plain=True),
                 "listen": list(self.settings.http_listen),
-                "routes": http_routes,
+                "routes": group_routes(http_routes, functools.partial(caddy_id, plain=True)),
             }
             if self.config.monitoring.access_logs:
                 plain["logs"] = {}
