@@ -45,6 +45,11 @@ from hecate_agent.spec.types import (
     template_references,
 )
 
+try:
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - a dependency; the standard library gives the same text, slower
+    _orjson = None  # type: ignore[assignment]
+
 ID_PREFIX = "hecate-"
 PLAIN_SUFFIX = ".http"  # the copy of an object on the plain-HTTP server
 RATE_LIMIT_MODULE = "http.handlers.rate_limit"
@@ -647,5 +652,11 @@ def merge(live: Mapping[str, Any] | None, owned: Mapping[str, Any], settings: Ca
 
 
 def to_json(config: Mapping[str, Any]) -> str:
-    """Canonical text: sorted keys, no insignificant whitespace differences between runs."""
+    """Canonical text: sorted keys, no insignificant whitespace differences between runs.
+
+    The standard library indents with its pure-Python encoder (seconds for 10,000 routes); orjson
+    writes the same bytes for the values rendered here (strings, integers, booleans, null, and floats
+    of four decimals) in a tenth of that, and is used when installed."""
+    if _orjson is not None:
+        return _orjson.dumps(config, option=_orjson.OPT_INDENT_2 | _orjson.OPT_SORT_KEYS).decode() + "\n"
     return json.dumps(config, sort_keys=True, indent=2, ensure_ascii=False) + "\n"

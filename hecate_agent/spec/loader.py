@@ -162,12 +162,20 @@ class ParseCache:
 
 
 def load_specs(
-    files: Sequence[SourceFile], limits: ReadLimits = DEFAULT_LIMITS, cache: ParseCache | None = None
+    files: Sequence[SourceFile],
+    limits: ReadLimits = DEFAULT_LIMITS,
+    cache: ParseCache | None = None,
+    *,
+    workers: int = 1,
 ) -> LoadResult:
-    """Parse and validate a whole snapshot into a `DesiredState`; never raises on bad input."""
+    """Parse and validate a whole snapshot into a `DesiredState`; never raises on bad input.
+
+    `workers` > 1 parses big snapshots in forked processes (one-shot commands only: a process
+    with threads, such as the daemon, must not fork)."""
     locator = Locator({f.display: f.data for f in files}, limits)
     config, config_file, problems = _load_config(files, limits, locator)
-    documents, more = validate_documents([f for f in files if f.path not in CONFIG_FILES], limits, locator, cache)
+    specs = [f for f in files if f.path not in CONFIG_FILES]
+    documents, more = validate_documents(specs, limits, locator, cache, workers=workers)
     problems += more
     facts = [cache.facts_of(d) for d in documents] if cache is not None else [facts_of(d) for d in documents]
     problems += check_cross_references(facts, config, locator)
@@ -244,6 +252,29 @@ PARALLEL_THRESHOLD = 1000
 _FORKED_SNAPSHOT: Sequence[SourceFile] = []
 
 
+def _parse_in_children(files: Sequence[SourceFile], limits: ReadLimits, workers: int) -> list[ParsedFile] | None:
+    """`parse_yaml` of every file, in `workers` forked processes (parsing dominates loading; the plain
+    values come back pickled, far cheaper than parsing); None when not worth it."""
+    if workers < 2 or len(files) < PARALLEL_THRESHOLD:
+        return None
+    global _FORKED_SNAPSHOT  # noqa: PLW0603  (read by the forked children instead of pickling the files)
+    _FORKED_SNAPSHOT = files
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            shares = pool.starmap(_parse_share, [(share, workers, limits) for share in range(workers)])
+    finally:
+        _FORKED_SNAPSHOT = []
+    parsed: list[ParsedFile] = [ParsedFile("")] * len(files)
+    for share, results in enumerate(shares):
+        parsed[share::workers] = results
+    return parsed
+
+
+def _parse_share(share: int, shares: int, limits: ReadLimits) -> list[ParsedFile]:
+    gc.disable()  # plain values, no reference cycles
+    return [parse_yaml(f.display, f.data, limits) for f in _FORKED_SNAPSHOT[share::shares]]
+
+
 def _check_share(share: int, shares: int, limits: ReadLimits) -> tuple[list[Facts], list[SpecProblem]]:
     """Validate every `shares`-th file of the forked snapshot, starting at `share`."""
     files = _FORKED_SNAPSHOT[share::shares]
@@ -263,17 +294,24 @@ def count_kinds(facts: Sequence[Facts], config_file: str | None) -> dict[str, in
 
 
 def validate_documents(
-    files: Sequence[SourceFile], limits: ReadLimits, locator: Locator, cache: ParseCache | None = None
+    files: Sequence[SourceFile],
+    limits: ReadLimits,
+    locator: Locator,
+    cache: ParseCache | None = None,
+    *,
+    workers: int = 1,
 ) -> tuple[list[Located[Any]], list[SpecProblem]]:
     """Parse and validate each spec file (not config.yaml) on its own."""
     documents: list[Located[Any]] = []
     problems: list[SpecProblem] = []
-    for source in sorted(files, key=lambda f: f.path):
+    ordered = sorted(files, key=lambda f: f.path)
+    parsed_ahead = _parse_in_children(ordered, limits, workers) if cache is None else None
+    for position, source in enumerate(ordered):
         cached = cache.get(source) if cache is not None else None
         if cached is None:
             file_documents: list[Located[Any]] = []
             file_problems: list[SpecProblem] = []
-            parsed = parse_yaml(source.display, source.data, limits)
+            parsed = parsed_ahead[position] if parsed_ahead else parse_yaml(source.display, source.data, limits)
             file_problems.extend(parsed.problems)
             for doc in parsed.documents:
                 if doc.value is None:
