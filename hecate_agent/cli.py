@@ -165,6 +165,20 @@ def render(path: Path, target: str, output: Path | None) -> None:
         if len(files) > 1 or target == "nginx":
             click.echo(f"# ---- {name} ----")
         click.echo(content, nl=False)
+    _exit_without_teardown()
+
+
+def _exit_without_teardown() -> None:
+    """Exit 0 now, output flushed, without freeing every object one by one (0.3 s for 10,000 routes).
+    Only as a real process: under a test runner's captured output the caller simply returns."""
+    import os
+
+    if sys.stdout is not sys.__stdout__ or sys.stderr is not sys.__stderr__:
+        return
+    for stream in (sys.__stdout__, sys.__stderr__):
+        if stream is not None:
+            stream.flush()
+    os._exit(EXIT_OK)
 
 
 def _render_caddy_or_exit(state: DesiredState) -> str:
