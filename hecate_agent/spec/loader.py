@@ -12,7 +12,7 @@ import multiprocessing
 import os
 import types as pytypes
 import typing
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -252,27 +252,36 @@ PARALLEL_THRESHOLD = 1000
 _FORKED_SNAPSHOT: Sequence[SourceFile] = []
 
 
-def _parse_in_children(files: Sequence[SourceFile], limits: ReadLimits, workers: int) -> list[ParsedFile] | None:
-    """`parse_yaml` of every file, in `workers` forked processes (parsing dominates loading; the plain
-    values come back pickled, far cheaper than parsing); None when not worth it."""
+def _parse_in_children(
+    files: Sequence[SourceFile], limits: ReadLimits, workers: int
+) -> Generator[ParsedFile, None, None] | None:
+    """`parse_yaml` of every file, in order, parsed by `workers` forked processes (parsing dominates
+    loading; the plain values come back pickled, far cheaper than parsing) in chunks, so the caller
+    validates one chunk while the next ones are parsed; None when not worth it."""
     if workers < 2 or len(files) < PARALLEL_THRESHOLD:
         return None
+    return _parsed_chunks(files, limits, workers)
+
+
+PARSE_CHUNK = 250
+
+
+def _parsed_chunks(files: Sequence[SourceFile], limits: ReadLimits, workers: int) -> Generator[ParsedFile, None, None]:
     global _FORKED_SNAPSHOT  # noqa: PLW0603  (read by the forked children instead of pickling the files)
     _FORKED_SNAPSHOT = files
     try:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
-            shares = pool.starmap(_parse_share, [(share, workers, limits) for share in range(workers)])
+            starts = range(0, len(files), PARSE_CHUNK)
+            for chunk in pool.imap(_parse_chunk, [(start, limits) for start in starts]):
+                yield from chunk
     finally:
         _FORKED_SNAPSHOT = []
-    parsed: list[ParsedFile] = [ParsedFile("")] * len(files)
-    for share, results in enumerate(shares):
-        parsed[share::workers] = results
-    return parsed
 
 
-def _parse_share(share: int, shares: int, limits: ReadLimits) -> list[ParsedFile]:
+def _parse_chunk(task: tuple[int, ReadLimits]) -> list[ParsedFile]:
+    start, limits = task
     gc.disable()  # plain values, no reference cycles
-    return [parse_yaml(f.display, f.data, limits) for f in _FORKED_SNAPSHOT[share::shares]]
+    return [parse_yaml(f.display, f.data, limits) for f in _FORKED_SNAPSHOT[start : start + PARSE_CHUNK]]
 
 
 def _check_share(share: int, shares: int, limits: ReadLimits) -> tuple[list[Facts], list[SpecProblem]]:
@@ -306,24 +315,28 @@ def validate_documents(
     problems: list[SpecProblem] = []
     ordered = sorted(files, key=lambda f: f.path)
     parsed_ahead = _parse_in_children(ordered, limits, workers) if cache is None else None
-    for position, source in enumerate(ordered):
-        cached = cache.get(source) if cache is not None else None
-        if cached is None:
-            file_documents: list[Located[Any]] = []
-            file_problems: list[SpecProblem] = []
-            parsed = parsed_ahead[position] if parsed_ahead else parse_yaml(source.display, source.data, limits)
-            file_problems.extend(parsed.problems)
-            for doc in parsed.documents:
-                if doc.value is None:
-                    continue  # an empty document, e.g. after a trailing '---'
-                located = _validate_document(source.display, doc, locator, file_problems)
-                if located is not None:
-                    file_documents.append(located)
-            cached = (file_documents, file_problems)
-            if cache is not None:
-                cache.put(source, cached)
-        documents.extend(cached[0])
-        problems.extend(cached[1])
+    try:
+        for source in ordered:
+            cached = cache.get(source) if cache is not None else None
+            if cached is None:
+                file_documents: list[Located[Any]] = []
+                file_problems: list[SpecProblem] = []
+                parsed = next(parsed_ahead) if parsed_ahead else parse_yaml(source.display, source.data, limits)
+                file_problems.extend(parsed.problems)
+                for doc in parsed.documents:
+                    if doc.value is None:
+                        continue  # an empty document, e.g. after a trailing '---'
+                    located = _validate_document(source.display, doc, locator, file_problems)
+                    if located is not None:
+                        file_documents.append(located)
+                cached = (file_documents, file_problems)
+                if cache is not None:
+                    cache.put(source, cached)
+            documents.extend(cached[0])
+            problems.extend(cached[1])
+    finally:
+        if parsed_ahead is not None:
+            parsed_ahead.close()  # the worker pool ends with it
     return documents, problems
 
 
