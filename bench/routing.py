@@ -198,6 +198,8 @@ def main() -> None:
         f = statistics.median(results["flat"][f"{kind} last"]) / statistics.median(results["flat"]["exact first"])
         print(f"  ratio {kind} last / first    grouped {g:.2f}   flat {f:.2f}   (goal <= 2.00: "
               f"{'met' if g <= 2.0 else 'missed'})")
+    cost = statistics.median(results["grouped"]["exact first"]) / statistics.median(results["flat"]["exact first"])
+    print(f"  grouped first / flat first  {cost:.2f}  (what grouping costs the host that was already first)")
 
 
 def _direct(port: int, count: int) -> list[float]:
