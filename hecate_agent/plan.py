@@ -19,7 +19,7 @@ from typing import Any
 
 from hecate_agent.redaction import MASK, SENSITIVE_CHANGE, contains_secret
 from hecate_agent.render.caddy import ID_PREFIX, PLAIN_SUFFIX
-from hecate_agent.render.caddy_layout import GROUP_KIND, ungroup
+from hecate_agent.render.caddy_layout import ungroup
 
 PLAN_FORMAT_VERSION = 1
 ACTIONS = ("create", "update", "delete", "unchanged")
@@ -161,7 +161,7 @@ def caddy_resources(config: Mapping[str, Any] | None, server: str) -> tuple[dict
         plain = name != server
         body = dict(servers[name])
         # Grouped routes (render/caddy_layout.py) are planned one by one, as in a flat list.
-        routes = ungroup(body.pop("routes", None) or [], f"{ID_PREFIX}{GROUP_KIND}.")
+        routes = ungroup(body.pop("routes", None) or [], ID_PREFIX)
         leftovers = []
         for route in routes:
             route_id = str(route.get("@id", "")) if isinstance(route, dict) else ""

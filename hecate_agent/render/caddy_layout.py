@@ -20,7 +20,11 @@ flat list is regrouped:
   `vars` matcher on `{http.request.host.labels.N}` (a string comparison per entry;
   Caddy's host matcher compares wildcards one by one, splitting both names each time);
 - outer routes are not terminal, so a request their inner routes do not take goes on
-  to the next group and finally to the catch-all, exactly as in the flat list.
+  to the next group and finally to the catch-all, exactly as in the flat list;
+- Caddy's automatic HTTPS collects the names it gets certificates for from the host
+  matchers of a server's top-level routes only (modules/caddyhttp/autohttps.go): the
+  exact groups list their hosts, and a route after the catch-all (so never reached)
+  lists the wildcards.
 
 Caddy 2.6.2 compares large host lists and host labels case-sensitively (fixed later,
 caddyserver/caddy commit 1f43e85 "Use case-insensitive comparison for large Host
@@ -46,6 +50,7 @@ GROUP_MIN_ROUTES = 256  # below this, the flat list is already fast (measured: b
 EXACT_BUCKET_MIN = 128  # Caddy 2.6.2 binary-searches host lists longer than 100
 GROUP_KIND = "group"  # outer routes: caddy_id(GROUP_KIND, "exact", "<bucket>") etc.
 HOST_CASE_KIND = "host-case"  # the route lowercasing the Host of a request: caddy_id(HOST_CASE_KIND)
+HOST_NAMES_KIND = "host-names"  # the never-reached route naming the wildcards: caddy_id(HOST_NAMES_KIND)
 
 MakeId = Callable[..., str]
 
@@ -113,6 +118,24 @@ def host_case_route(make_id: MakeId) -> dict[str, Any]:
     }
 
 
+def host_names_route(make_id: MakeId, wildcards: Sequence[str]) -> dict[str, Any]:
+    """Placed after the catch-all, so never reached: Caddy's automatic HTTPS takes the names it manages
+    certificates for from the host matchers of a server's top-level routes only (autohttps.go), and the
+    wildcard groups match a host label instead."""
+    return {
+        "@id": make_id(HOST_NAMES_KIND),
+        "match": [{"host": sorted(wildcards)}],
+        "handle": [{"handler": "static_response", "status_code": 404}],
+        "terminal": True,
+    }
+
+
+def _ends_with_catch_all(routes: Sequence[Any]) -> bool:
+    return (
+        bool(routes) and isinstance(routes[-1], dict) and "match" not in routes[-1] and bool(routes[-1].get("terminal"))
+    )
+
+
 def _in_flat_order(hosts: Sequence[str]) -> bool:
     """Exact hosts first, then wildcards with more labels first: the order the renderer writes."""
     keys = [(1 if h.startswith("*.") else 0, -_depth(h)) for h in hosts]
@@ -132,6 +155,8 @@ def group_routes(routes: Sequence[dict[str, Any]], make_id: MakeId) -> list[dict
         count += 1
     if count < GROUP_MIN_ROUTES or not _in_flat_order(hosts) or len(set(hosts)) != count:
         return list(routes)
+    if not _ends_with_catch_all(routes[count:]):
+        return list(routes)  # the route naming the wildcards must never be reached
     exact: dict[int, list[dict[str, Any]]] = {}
     wildcard: dict[int, dict[int, list[dict[str, Any]]]] = {}
     exact_count = sum(1 for h in hosts if not h.startswith("*."))
@@ -151,11 +176,10 @@ def group_routes(routes: Sequence[dict[str, Any]], make_id: MakeId) -> list[dict
         buckets = wildcard[depth]
         for b in sorted(buckets):
             grouped.append(_wildcard_shell(make_id(GROUP_KIND, f"wildcard-{depth}", str(b)), depth, buckets[b]))
-    return grouped + list(routes[count:])
-
-
-def is_group(route: Any, group_prefix: str) -> bool:
-    return isinstance(route, dict) and str(route.get("@id", "")).startswith(group_prefix)
+    grouped += routes[count:]
+    if wildcard:
+        grouped.append(host_names_route(make_id, hosts[exact_count:]))
+    return grouped
 
 
 def _inner_routes(shell: Mapping[str, Any]) -> list[Any] | None:
@@ -182,20 +206,32 @@ def _expected_shell(shell: Mapping[str, Any], inner: list[Any]) -> dict[str, Any
     return None
 
 
-def ungroup(routes: Sequence[Any], group_prefix: str) -> list[Any]:
-    """The routes with every group (recognised by its `@id` prefix) replaced by its inner routes, in order.
+def ungroup(routes: Sequence[Any], id_prefix: str) -> list[Any]:
+    """The routes with every group replaced by its inner routes, in order (groups and the route naming the
+    wildcards are recognised by `@id`: `<id_prefix>group.…`, `<id_prefix>host-names`).
 
     An outer route that is exactly what `group_routes` writes for its inner routes is fully derived from
-    them and is dropped, so a plan compares the inner routes only. One that is not (changed in the live
-    config) stays in front of its inner routes, with those replaced by `@ref`s, so the change shows."""
+    them and is dropped, so a plan compares the inner routes only; so is the route naming the wildcards
+    when it names exactly the grouped wildcards. One that is not (changed in the live config) stays, in
+    front of its inner routes which are replaced by `@ref`s, so the change shows."""
     flat: list[Any] = []
+    wildcards: list[str] = []
+    names_ids = (f"{id_prefix}{HOST_NAMES_KIND}", f"{id_prefix}{HOST_NAMES_KIND}.http")
     for route in routes:
-        inner = _inner_routes(route) if is_group(route, group_prefix) else None
+        route_id = str(route.get("@id", "")) if isinstance(route, dict) else ""
+        if route_id in names_ids:
+            if route != host_names_route(lambda *_, same=route_id: same, wildcards):
+                flat.append(route)
+            continue
+        inner = _inner_routes(route) if route_id.startswith(f"{id_prefix}{GROUP_KIND}.") else None
         if inner is None:
             flat.append(route)
             continue
-        if route != _expected_shell(route, inner):
+        expected = _expected_shell(route, inner)
+        if route != expected:
             refs = [{"@ref": r.get("@id")} if isinstance(r, dict) else r for r in inner]
             flat.append({**route, "handle": [{**route["handle"][0], "routes": refs}]})
+        elif expected is not None and "vars" in expected["match"][0]:
+            wildcards += [str(_single_host(r)) for r in inner]
         flat.extend(inner)
     return flat

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import http.client
+import ssl
 
 import pytest
 
 from hecate_agent.plan import caddy_resources
 from hecate_agent.render.caddy import render_caddy
-from tests.helpers import desired_state, route
+from tests.helpers import config, desired_state, route
 from tests.support.caddy import CaddyInstance, caddy_capabilities
-from tests.support.http import Upstream
-from tests.support.servers import serving
+from tests.support.http import Upstream, https_get
+from tests.support.servers import serving, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -71,3 +72,26 @@ def test_every_host_of_a_grouped_2000_route_config_reaches_its_own_route(caddy: 
     want, _ = caddy_resources(owned, "hecate")
     have, unmanaged = caddy_resources(live, "hecate")
     assert unmanaged == [] and have == want and len([k for k in have if k.startswith("Route/")]) == 2000
+
+
+def test_grouped_https_routes_get_certificates_for_exact_and_wildcard_hosts(caddy: CaddyInstance) -> None:
+    """Caddy's automatic HTTPS finds the names to manage in the host matchers of a server's top-level
+    routes only (modules/caddyhttp/autohttps.go): grouping must leave every name visible there."""
+    backend = Upstream("backend")
+    docs = [route(f"r{i}", f"r{i}.example.com", upstreams=[{"dial": backend.dial}]) for i in range(290)]
+    docs += [route(f"w{i}", f"*.w{i}.example.com", upstreams=[{"dial": backend.dial}]) for i in range(10)]
+    with serving(backend):
+        merged = caddy.apply(desired_state(*docs, global_config=config(certificates={"provider": "internal"})))
+        routes = merged["apps"]["http"]["servers"]["hecate"]["routes"]
+        assert any(r["@id"].startswith("hecate-group.wildcard-4.") for r in routes)
+        ca = caddy.root_certificate
+        assert wait_until(ca.exists, timeout=20)
+
+        def served(host: str) -> bool:
+            try:
+                return https_get(caddy.https_port, host, cafile=ca).status == 200
+            except (OSError, ssl.SSLError):
+                return False
+
+        for host in ("r0.example.com", "r289.example.com", "x.w0.example.com", "y.w9.example.com"):
+            assert wait_until(lambda host=host: served(host), timeout=60), host

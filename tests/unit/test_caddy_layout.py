@@ -87,7 +87,12 @@ def test_grouped_routes_answer_every_host_as_the_flat_list_does() -> None:
     grouped = plain_routes(render_caddy(state, CaddySettings(), CaddyCapabilities()))
     assert any(r["@id"].startswith("hecate-group.exact.") for r in grouped)
     assert any(r["@id"].startswith("hecate-group.wildcard-4.") for r in grouped)
-    assert grouped[0]["@id"] == "hecate-host-case.http" and grouped[-1]["@id"] == "hecate-not-found.http"
+    assert grouped[0]["@id"] == "hecate-host-case.http" and grouped[-2]["@id"] == "hecate-not-found.http"
+    # Never reached (after the catch-all), but where Caddy's automatic HTTPS looks for names to manage.
+    assert grouped[-1]["@id"] == "hecate-host-names.http"
+    assert len(grouped[-1]["match"][0]["host"]) == 90 and all(h.startswith("*.") for h in grouped[-1]["match"][0]["host"])
+    top_level_hosts = {h for r in grouped for m in r.get("match", []) for h in m.get("host", [])}
+    assert top_level_hosts == {r.doc.spec.domain for r in state.routes}
     hosts = [f"r{i}.example.com" for i in range(400)] + [f"x.w{i}.example.com" for i in range(60)]
     hosts += [f"x.d{i}.deep.example.com" for i in range(30)]
     expected = [f"hecate-route-r{i}.http" for i in range(400)] + [f"hecate-route-w{i}.http" for i in range(60)]
@@ -107,7 +112,8 @@ def test_large_host_lists_are_case_insensitive_through_the_host_case_route() -> 
                 "terminal": True}
 
     hosts = [f"h{i}.example.com" for i in range(3000)] + [f"*.t{i}.example.com" for i in range(300)]
-    flat = [site(i, h) for i, h in enumerate(hosts)] + [{"@id": "hecate-not-found", "handle": [{"handler": "x"}]}]
+    catch_all = {"@id": "hecate-not-found", "handle": [{"handler": "x"}], "terminal": True}
+    flat = [site(i, h) for i, h in enumerate(hosts)] + [catch_all]
     grouped = group_routes(flat, caddy_id)
     groups = [r for r in grouped if r["@id"].startswith("hecate-group.exact.")]
     assert len(groups) == 16 and all(len(g["match"][0]["host"]) > 100 for g in groups)
@@ -152,6 +158,8 @@ def test_group_routes_leaves_other_layouts_alone() -> None:
         {"@id": f"r{i}", "match": [{"host": [f"r{i}.example.com"]}]} for i in range(300)
     ]
     assert group_routes(wildcard_first, make) == wildcard_first  # not the renderer's order: not regrouped
+    no_catch_all = [{"@id": f"r{i}", "match": [{"host": [f"r{i}.example.com"]}]} for i in range(300)]
+    assert group_routes(no_catch_all, make) == no_catch_all  # the route naming wildcards could be reached
 
 
 def test_plan_resources_are_per_route_whatever_the_layout() -> None:
@@ -170,9 +178,19 @@ def test_plan_resources_are_per_route_whatever_the_layout() -> None:
     group["match"][0]["host"].pop()
     live_resources, _ = caddy_resources(live, "hecate")
     assert live_resources["Server/hecate_http"] != resources["Server/hecate_http"]
+    names = copy.deepcopy(owned)
+    plain_routes(names)[-1]["match"][0]["host"].pop()
+    assert caddy_resources(names, "hecate")[0]["Server/hecate_http"] != resources["Server/hecate_http"]
     assert {k: v for k, v in live_resources.items() if k.startswith("Route/")} == {
         k: v for k, v in resources.items() if k.startswith("Route/")
     }
+
+
+def test_a_new_wildcard_changes_its_route_only_in_the_plan() -> None:
+    before, _ = caddy_resources(render_caddy(many(300, 20), CaddySettings(), CaddyCapabilities()), "hecate")
+    extra = (route("extra", "*.extra.example.com", tls=PLAIN),)
+    after, _ = caddy_resources(render_caddy(many(300, 20, extra), CaddySettings(), CaddyCapabilities()), "hecate")
+    assert {k for k in set(before) | set(after) if before.get(k) != after.get(k)} == {"Route/extra"}
 
 
 def test_foreign_route_inside_a_group_is_reported_and_kept() -> None:
