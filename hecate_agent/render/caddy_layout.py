@@ -217,9 +217,11 @@ def ungroup(routes: Sequence[Any], id_prefix: str) -> list[Any]:
     flat: list[Any] = []
     wildcards: list[str] = []
     names_ids = (f"{id_prefix}{HOST_NAMES_KIND}", f"{id_prefix}{HOST_NAMES_KIND}.http")
+    names_seen = False
     for route in routes:
         route_id = str(route.get("@id", "")) if isinstance(route, dict) else ""
         if route_id in names_ids:
+            names_seen = True
             if route != host_names_route(lambda *_, same=route_id: same, wildcards):
                 flat.append(route)
             continue
@@ -234,4 +236,6 @@ def ungroup(routes: Sequence[Any], id_prefix: str) -> list[Any]:
         elif expected is not None and "vars" in expected["match"][0]:
             wildcards += [str(_single_host(r)) for r in inner]
         flat.extend(inner)
+    if wildcards and not names_seen:  # removed behind the agent's back: their certificates would lapse
+        flat.append({"@id": names_ids[0], "absent": True})
     return flat

@@ -181,6 +181,9 @@ def test_plan_resources_are_per_route_whatever_the_layout() -> None:
     names = copy.deepcopy(owned)
     plain_routes(names)[-1]["match"][0]["host"].pop()
     assert caddy_resources(names, "hecate")[0]["Server/hecate_http"] != resources["Server/hecate_http"]
+    removed = copy.deepcopy(owned)
+    assert removed["apps"]["http"]["servers"]["hecate_http"]["routes"].pop()["@id"] == "hecate-host-names.http"
+    assert caddy_resources(removed, "hecate")[0]["Server/hecate_http"] != resources["Server/hecate_http"]
     assert {k: v for k, v in live_resources.items() if k.startswith("Route/")} == {
         k: v for k, v in resources.items() if k.startswith("Route/")
     }
