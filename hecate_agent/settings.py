@@ -21,8 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic.alias_generators import to_camel
 
 from hecate_agent.errors import HecateError, SpecProblem
-from hecate_agent.spec.loader import model_inside
-from hecate_agent.spec.messages import friendly_message
+from hecate_agent.spec.messages import friendly_message, model_inside
 from hecate_agent.spec.types import Duration, DurationField
 from hecate_agent.spec.yamlio import format_field, parse_yaml
 

@@ -29,6 +29,7 @@ from typing import Any
 from hecate_agent.errors import HecateError
 from hecate_agent.render.caddy_auth import forward_auth_routes
 from hecate_agent.render.caddy_guard import brace_problems, duplicate_id_problems, inspect
+from hecate_agent.render.caddy_layout import group_routes
 from hecate_agent.spec.addresses import AddressError, parse_http_url
 from hecate_agent.spec.checks import effective_health_check
 from hecate_agent.spec.config import STORAGE_MODULES, GlobalConfig
@@ -40,6 +41,11 @@ from hecate_agent.spec.templates import REFERENCE_BODY, header_references, templ
 from hecate_agent.spec.types import (
     Duration,
 )
+
+try:
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - a dependency; the standard library gives the same text, slower
+    _orjson = None  # type: ignore[assignment]
 
 ID_PREFIX = "hecate-"
 PLAIN_SUFFIX = ".http"  # the copy of an object on the plain-HTTP server
@@ -319,7 +325,7 @@ class _Renderer:
             https: dict[str, Any] = {
                 "@id": caddy_id("server"),
                 "listen": list(self.settings.https_listen),
-                "routes": https_routes,
+                "routes": group_routes(https_routes, functools.partial(caddy_id)),
                 # Redirects are ours (in the _http server), so each route decides for itself.
                 "automatic_https": {"disable_redirects": True},
                 "tls_connection_policies": self.connection_policies(routes),
@@ -331,7 +337,7 @@ class _Renderer:
             plain: dict[str, Any] = {
                 "@id": caddy_id("server", plain=True),
                 "listen": list(self.settings.http_listen),
-                "routes": http_routes,
+                "routes": group_routes(http_routes, functools.partial(caddy_id, plain=True)),
             }
             if self.config.monitoring.access_logs:
                 plain["logs"] = {}
@@ -736,5 +742,11 @@ def merge(live: Mapping[str, Any] | None, owned: Mapping[str, Any], settings: Ca
 
 
 def to_json(config: Mapping[str, Any]) -> str:
-    """Canonical text: sorted keys, no insignificant whitespace differences between runs."""
+    """Canonical text: sorted keys, no insignificant whitespace differences between runs.
+
+    The standard library indents with its pure-Python encoder (seconds for 10,000 routes); orjson
+    writes the same bytes for the values rendered here (strings, integers, booleans, null, and floats
+    of four decimals) in a tenth of that, and is used when installed."""
+    if _orjson is not None:
+        return _orjson.dumps(config, option=_orjson.OPT_INDENT_2 | _orjson.OPT_SORT_KEYS).decode() + "\n"
     return json.dumps(config, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
