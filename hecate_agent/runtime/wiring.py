@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from hecate_agent.engine.fleetwide import FleetRole
 from hecate_agent.engine.node import Node
 from hecate_agent.engine.ports import Target
+from hecate_agent.errors import HecateError
 from hecate_agent.render.caddy import CaddyCapabilities
 from hecate_agent.secrets import SecretResolver, VaultClient
 from hecate_agent.settings import AgentSettings
@@ -59,5 +61,31 @@ def build_node(
             )
         )
         targets.append(NginxTarget(node.nginx))
+    if settings.authentik is not None and settings.authentik.provisioning == "agent":
+        targets.append(authentik_target(settings))
     node.targets = sorted(targets, key=lambda t: t.order)
     return node
+
+
+def authentik_target(settings: AgentSettings) -> Target:
+    """The Authentik target (imports authentik-client, slow: only when provisioning is `agent`)."""
+    from hecate_agent.authentik.client import AuthentikTarget
+    from hecate_agent.authentik.desired import EMBEDDED_OUTPOST
+    from hecate_agent.runtime.fleet import make_publisher
+    from hecate_agent.targets.authentik import AuthentikEngineTarget
+
+    a = settings.authentik
+    assert a is not None and a.url is not None and a.token_file is not None  # the settings' validator
+    try:
+        token = a.token_file.read_text().strip()
+    except OSError as exc:
+        raise HecateError(
+            f"authentik.tokenFile {a.token_file}: cannot be read ({exc.strerror}); check the path and permissions"
+        ) from None
+    if not token:
+        raise HecateError(f"authentik.tokenFile {a.token_file}: is empty; put an Authentik API token in it")
+    outpost = a.outpost or EMBEDDED_OUTPOST
+    client = AuthentikTarget(a.url, token, outpost=outpost, timeout=a.timeout.seconds)
+    publisher = make_publisher(settings)
+    role = FleetRole("authentik", publisher=publisher, static=a.manage, owns_publisher=publisher is not None)
+    return AuthentikEngineTarget(client, role, outpost=outpost, follower_wait=a.follower_wait.seconds)
