@@ -97,9 +97,21 @@ class FleetRole:
         return LeaderElection(self.publisher, self.name, static_leader=self.static)
 
     def acts(self) -> bool:
-        """Take the lead if it is free (or keep it); True if this node writes now."""
-        self.acting = bool(self._election().try_acquire())
+        """Take the lead if it is free (or keep it); True if this node writes now. The lead held under
+        another session *of this node* (its daemon, a previous run) counts too: applies on one node are
+        serialized by its state lock, so that is still one writer."""
+        election = self._election()
+        self.acting = bool(election.try_acquire()) or (
+            self.publisher is not None and election.leader() == self.publisher.node
+        )
         return self.acting
+
+    def would_act(self) -> bool:
+        """For planning, without taking anything: this node leads, or nobody does (it would take the lead)."""
+        if self.publisher is None:
+            return self.static
+        holder = self.leader()
+        return holder is None or holder == self.publisher.node
 
     def leader(self) -> str | None:
         return self._election().leader() if self.publisher is not None else None

@@ -180,7 +180,7 @@ class AuthentikEngineTarget:
         except MappingError as exc:
             raise RenderError([f"authentik: {exc}"]) from None
         state = state_of(objects)
-        if not self.role.acts():  # a follower deletes nothing: what is live stays in its plan
+        if not self.role.would_act():  # a follower deletes nothing: what is live stays in its plan
             for name, fields in ((live or {}).get("objects") or {}).items():
                 state["objects"].setdefault(name, fields)
         return state

@@ -95,6 +95,13 @@ def test_only_the_lock_holder_writes_and_the_other_takes_over(servers: tuple[Fak
     a = Agent(tmp_path, "edge-1", consul, authentik, source)
     b = Agent(tmp_path, "edge-2", consul, authentik, source)
     push(source, "one")
+    found, _ = source.snapshot(source.tip)
+    state, _ = b.engine.validate(source.tip, found)
+    assert state is not None
+    prepared, refused = b.engine.prepare(state, source.tip)  # planning takes no lock, writes nothing
+    assert refused is None and prepared is not None
+    assert "hecate/leaders/authentik" not in consul.state.kv and authentik.state.writes == []
+    assert "AuthentikProvider/hecate-one" in {f"{c.kind}/{c.name}" for c in prepared.plan.changes}
 
     assert a.reconcile().outcome is Outcome.APPLIED  # takes hecate/leaders/authentik, provisions
     assert consul.state.kv["hecate/leaders/authentik"]["Session"]
