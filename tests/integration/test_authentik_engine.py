@@ -103,6 +103,8 @@ def test_apply_edit_remove_and_authentik_down(node: NodeUnderTest, authentik: Fa
     assert "app.example.com" in caddy_config(node)
     component = status(node)["components"]["authentik"]
     assert component["healthy"] is True and component["role"] == "provisions (manage: true)"
+    shown = node.cli("status").stdout
+    assert f"authentik: healthy: reachable at {authentik.url} (provisions (manage: true))" in shown, shown
     last = json.loads((node.state_dir / "last-applied.json").read_text())
     assert "authentik|provider|hecate-app" not in last["parts"]["authentik"]["objects"]
     assert "provider|hecate-app" in last["parts"]["authentik"]["objects"]
@@ -145,6 +147,7 @@ def test_apply_edit_remove_and_authentik_down(node: NodeUnderTest, authentik: Fa
     document = status(node)
     assert document["phase"] == "Degraded" and document["lastAttempt"]["outcome"] == "error"
     assert document["components"]["authentik"]["healthy"] is False
+    assert "authentik: unhealthy: " in node.cli("status").stdout
     authentik.down = False
     assert node.cli("apply", str(repo), "--yes").returncode == 0  # retried once it is back
     assert ours(authentik)["provider"] == {"hecate-app"}
