@@ -13,10 +13,11 @@ import pytest
 
 from hecate_agent.engine.outcomes import Outcome
 from hecate_agent.engine.reconcile import Engine
+from hecate_agent.engine.transaction import recover
 from hecate_agent.runtime.wiring import authentik_target
 from hecate_agent.settings import AgentSettings
 from hecate_agent.targets.authentik import AuthentikEngineTarget
-from tests.fakes import MemorySource, MemoryTarget, Verifier, fake_node
+from tests.fakes import Crash, CrashingStore, MemorySource, MemoryTarget, Verifier, fake_node
 from tests.helpers import auth_policy, dump_yaml, route
 from tests.support.authentik_server import FakeAuthentik
 from tests.support.consul_server import FakeConsul
@@ -147,3 +148,34 @@ def test_without_consul_manage_decides(servers: tuple[FakeConsul, FakeAuthentik]
     assert manager.reconcile().outcome is Outcome.APPLIED
     assert follower.reconcile().outcome is Outcome.APPLIED
     assert writers(authentik) == {manager.token}
+
+
+def test_a_crash_mid_apply_recovers_authentik_to_one_revision(servers: tuple[FakeConsul, FakeAuthentik],
+                                                              tmp_path: Path) -> None:
+    _, authentik = servers
+    source = MemorySource()
+    agent = Agent(tmp_path, "edge-1", None, authentik, source, manage=True)
+    push(source, "one", "two")
+    assert agent.reconcile().outcome is Outcome.APPLIED
+    store = agent.engine.node.store
+    assert isinstance(store, CrashingStore)
+
+    # Died after Caddy let go of route two, before Authentik's deletes: recovery finishes them.
+    push(source, "one")
+    store.crash_at = "retire:authentik"
+    with pytest.raises(Crash):
+        agent.reconcile()
+    assert providers(authentik) == {"hecate-one", "hecate-two"}
+    store.crash_at = None
+    assert "completed revision" in (recover(agent.engine.node) or "")
+    assert providers(authentik) == {"hecate-one"} and agent.routes() == {"one"}
+
+    # Died after Authentik's creates, before Caddy: recovery puts Authentik back as it was.
+    push(source, "one", "three")
+    store.crash_at = "caddy"
+    with pytest.raises(Crash):
+        agent.reconcile()
+    assert providers(authentik) == {"hecate-one", "hecate-three"}
+    store.crash_at = None
+    assert "restored the state before" in (recover(agent.engine.node) or "")
+    assert providers(authentik) == {"hecate-one"} and agent.routes() == {"one"}
