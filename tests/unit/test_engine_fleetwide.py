@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from hecate_agent.engine.errors import ApplyError
-from hecate_agent.engine.fleetwide import FleetRole, Retiring, components, wait_until
+from hecate_agent.engine.fleetwide import FleetRole, Retiring, components, use_publisher, wait_until
 from hecate_agent.engine.outcomes import Outcome
 from hecate_agent.engine.prepare import Prepared
 from hecate_agent.engine.reconcile import Engine
@@ -140,3 +140,29 @@ def test_components_only_from_targets_that_report() -> None:
     events: list[str] = []
     plain = MemoryTarget("caddy", 30, pick=lambda r: {}, keyed=lambda s: {}, key=None, events=events)
     assert components([plain, RetiringTarget(events)]) == {"authentik": {"healthy": True, "detail": "in memory"}}
+
+
+class _Publisher:
+    prefix, node, session = "fleet", "edge-1", None
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_the_daemon_shares_its_publisher_with_fleet_wide_targets() -> None:
+    own, daemons = _Publisher(), _Publisher()
+    role = FleetRole("authentik", publisher=own, owns_publisher=True)  # type: ignore[arg-type]
+
+    class Target:
+        def __init__(self) -> None:
+            self.role = role
+
+    use_publisher([Target(), object()], daemons)  # type: ignore[arg-type]
+    assert role.publisher is daemons and not role.owns_publisher
+    assert own.closed and not daemons.closed  # the CLI's own session is not left behind
+    assert role.key == "fleet/leaders/authentik"
+    role.release()  # no session: nothing to release, and the daemon's publisher stays open
+    assert not daemons.closed
