@@ -140,6 +140,7 @@ class AuthentikEngineTarget:
 
     name = "authentik"
     order = ORDER
+    plan_whole = True  # small objects: plans show every field on create and delete
 
     def __init__(
         self,

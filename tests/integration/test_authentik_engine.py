@@ -80,6 +80,7 @@ def test_apply_edit_remove_and_authentik_down(node: NodeUnderTest, authentik: Fa
     for resource in ("AuthentikProvider/hecate-app", "AuthentikApplication/hecate-app",
                      "AuthentikPolicy/hecate-staff-groups", "AuthentikValidateStage/hecate-staff-mfa"):
         assert resource in planned.stdout, planned.stdout
+    assert 'external_host: (none) → "http://app.example.com"' in planned.stdout, planned.stdout  # field by field
     assert "Authentik application:grafana" in planned.stdout  # unmanaged, listed, left alone
     assert authentik.token not in planned.stdout + planned.stderr
 
@@ -114,7 +115,7 @@ def test_apply_edit_remove_and_authentik_down(node: NodeUnderTest, authentik: Fa
     write_repo(repo, files(edited))
     planned = node.cli("plan", str(repo))
     assert "AuthentikPolicy/hecate-staff-groups" in planned.stdout and "expression" in planned.stdout, planned.stdout
-    assert "access_token_validity" in planned.stdout
+    assert 'access_token_validity: "hours=4" → "hours=1"' in planned.stdout, planned.stdout
     pks = {k: {o["pk"] for o in authentik.all(k)} for k in ("provider", "application", "policy", "login_stage")}
     applied = node.cli("apply", str(repo), "--yes")
     assert applied.returncode == 0, applied.stderr

@@ -24,10 +24,11 @@ class RetiringTarget(MemoryTarget):
     """Like Authentik: `apply` only adds (old keys stay), `retire` removes what is no longer desired."""
 
     def __init__(self, events: list[str]) -> None:
-        super().__init__("authentik", 20, pick=lambda r: {k: 1 for k in r.specs if k.startswith("Route/")},
+        super().__init__("authentik", 20, pick=lambda r: {k: {"host": k} for k in r.specs if k.startswith("Route/")},
                          keyed=lambda s: {f"AuthentikProvider/{k}": v for k, v in s.items()}, key=None,
                          events=events)
         self.fail_retire = False
+        self.plan_whole = True
 
     def of_snapshot(self, snapshot: Snapshot) -> Any:
         return snapshot.parts.get(self.name, {})
@@ -80,18 +81,28 @@ def test_additions_go_authentik_first_and_removals_caddy_first(tmp_path: Path) -
     assert result.outcome is Outcome.APPLIED, result.error
     assert fleet.events == ["apply authentik", "apply caddy", "retire authentik"]
     assert result.applied.steps == ["authentik", "caddy", "retire:authentik", "verify"]
-    assert fleet.authentik.state == {"Route/a": 1, "Route/b": 1}
+    assert fleet.authentik.state == {"Route/a": {"host": "Route/a"}, "Route/b": {"host": "Route/b"}}
     assert status["components"]["authentik"] == {"healthy": True, "detail": "in memory"}
     # The LKG holds the target's part under `parts`, and the next plan compares against it.
     last = fleet.node.store.last_applied()
-    assert last is not None and last.parts == {"authentik": {"Route/a": 1, "Route/b": 1}}
+    assert last is not None and last.parts == {"authentik": {"Route/a": {"host": "Route/a"}, "Route/b": {"host": "Route/b"}}}
 
     result, _ = fleet.reconcile(["a"])  # route b removed: Caddy lets go before Authentik deletes
     assert result.outcome is Outcome.APPLIED, result.error
     assert fleet.events == ["apply authentik", "apply caddy", "retire authentik"]
-    assert fleet.authentik.state == {"Route/a": 1}
+    assert fleet.authentik.state == {"Route/a": {"host": "Route/a"}}
     deleted = [c for c in result.prepared.plan.changes if c.action == "delete"]
     assert [f"{c.kind}/{c.name}" for c in deleted] == ["AuthentikProvider/Route/b"]
+    assert [(f.path, f.before, f.after) for f in deleted[0].fields] == [("host", "Route/b", None)]  # field by field
+
+
+def test_small_resources_show_every_field_on_create(tmp_path: Path) -> None:
+    fleet = Fleet(tmp_path)
+    result, _ = fleet.reconcile(["a"])
+    created = {f"{c.kind}/{c.name}": c for c in result.prepared.plan.changes if c.action == "create"}
+    assert [(f.path, f.before, f.after) for f in created["AuthentikProvider/Route/a"].fields] == [
+        ("host", None, "Route/a")]
+    assert created["Caddy/all"].fields == ()  # other targets keep one line per created resource
 
 
 def test_a_failed_removal_rolls_back_caddy_then_authentik(tmp_path: Path) -> None:
@@ -114,7 +125,7 @@ def test_a_failing_caddy_restores_authentik(tmp_path: Path) -> None:
     result, _ = fleet.reconcile(["a", "c"])
     assert result.outcome is Outcome.ROLLED_BACK
     assert fleet.events == ["apply authentik", "fail caddy", "restore authentik"]
-    assert fleet.authentik.state == {"Route/a": 1}
+    assert fleet.authentik.state == {"Route/a": {"host": "Route/a"}}
 
 
 def test_without_consul_the_static_setting_decides_who_acts() -> None:
