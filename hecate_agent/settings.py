@@ -162,6 +162,12 @@ class AuthentikNodeSettings(_Settings):
     token_file: Path | None = Field(
         default=None, description="File holding an Authentik API token (never shown), for provisioning: agent."
     )
+    token: str | None = Field(
+        default=None,
+        pattern=r"^\$\{vault:[^}#]+#[^}]+\}$",
+        description="Instead of tokenFile: the token in Vault, as a reference ${vault:path#key} (needs the vault "
+        "section); read when Authentik is first used.",
+    )
     outpost: str | None = Field(
         default=None,
         description="The outpost the providers are added to: its name; default the embedded outpost.",
@@ -186,8 +192,11 @@ class AuthentikNodeSettings(_Settings):
 
     @model_validator(mode="after")
     def _agent_needs_api(self) -> AuthentikNodeSettings:
-        if self.provisioning == "agent" and (self.url is None or self.token_file is None):
-            raise ValueError("authentik.provisioning: agent needs authentik.url and authentik.tokenFile")
+        if self.provisioning == "agent" and (self.url is None or (self.token_file is None) == (self.token is None)):
+            raise ValueError(
+                "authentik.provisioning: agent needs authentik.url and exactly one of authentik.tokenFile and "
+                "authentik.token (a ${vault:path#key} reference)"
+            )
         return self
 
 
@@ -212,6 +221,12 @@ class AgentSettings(_Settings):
     rollout: RolloutSettings | None = None
     authentik: AuthentikNodeSettings | None = None
     dns: DnsNodeSettings | None = None
+
+    @model_validator(mode="after")
+    def _vault_reference_needs_vault(self) -> AgentSettings:
+        if self.authentik is not None and self.authentik.token is not None and self.vault is None:
+            raise ValueError("authentik.token is a Vault reference: set the vault section, or use authentik.tokenFile")
+        return self
 
     @model_validator(mode="after")
     def _rollout_needs_consul(self) -> AgentSettings:

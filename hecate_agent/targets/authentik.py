@@ -144,20 +144,33 @@ class AuthentikEngineTarget:
 
     def __init__(
         self,
-        client: AuthentikTarget,
+        connect: Callable[[], AuthentikTarget],
         role: FleetRole,
         *,
+        url: str,
         outpost: str = EMBEDDED_OUTPOST,
         follower_wait: float = 60.0,
     ) -> None:
         from hecate_agent.authentik.api import AuthentikError
 
-        self.client = client
+        self.connect = connect  # reads the token (file or Vault): on first use, so failing there is retried
+        self._client: AuthentikTarget | None = None
+        self.url = url
         self.role = role
         self.outpost = outpost
         self.follower_wait = follower_wait
         self._error: type[Exception] = AuthentikError
         self._health: dict[str, Any] | None = None
+
+    @property
+    def client(self) -> AuthentikTarget:
+        if self._client is None:
+            try:
+                self._client = self.connect()
+            except HecateError as exc:
+                self._health = {"healthy": False, "detail": str(exc)}
+                raise AuthentikUnavailableError(str(exc)) from None
+        return self._client
 
     @contextmanager
     def _calling(self, wrap: Callable[[str], HecateError]) -> Iterator[None]:
@@ -170,9 +183,10 @@ class AuthentikEngineTarget:
     # --- reading and planning (pure but for read) ------------------------------------------
 
     def read(self) -> TargetLive:
+        client = self.client
         with self._calling(AuthentikUnavailableError):
-            live = self.client.read_live()
-        self._health = {"healthy": True, "detail": f"reachable at {self.client.url}"}
+            live = client.read_live()
+        self._health = {"healthy": True, "detail": f"reachable at {self.url}"}
         return TargetLive(state_of(live.objects, [f"Authentik {u}" for u in live.unmanaged]))
 
     def desired(self, rendered: Rendered, live: Any) -> Any:

@@ -21,6 +21,7 @@ from tests.fakes import Crash, CrashingStore, MemorySource, MemoryTarget, Verifi
 from tests.helpers import auth_policy, dump_yaml, route
 from tests.support.authentik_server import FakeAuthentik
 from tests.support.consul_server import FakeConsul
+from tests.support.vault_server import FakeVault
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +41,7 @@ def servers() -> Iterator[tuple[FakeConsul, FakeAuthentik]]:
 
 class Agent:
     def __init__(self, root: Path, name: str, consul: FakeConsul | None, authentik: FakeAuthentik,
-                 source: MemorySource, **authentik_settings: Any) -> None:
+                 source: MemorySource, vault: FakeVault | None = None, **authentik_settings: Any) -> None:
         self.token = f"ak-token-of-{name}-0123456789"
         authentik.add_token(self.token)
         token_file = root / f"{name}-token"
@@ -51,6 +52,13 @@ class Agent:
             "authentik": {"provisioning": "agent", "url": authentik.url, "tokenFile": str(token_file),
                           "outpostUrl": "http://127.0.0.1:9", "followerWait": "1s", **authentik_settings},
         }
+        if vault is not None:  # the token from Vault instead of a file
+            vault.put(f"{name}/authentik", {"token": self.token})
+            vault_token = root / f"{name}-vault-token"
+            vault_token.write_text(vault.token())
+            settings["vault"] = {"address": vault.address, "tokenFile": str(vault_token)}
+            del settings["authentik"]["tokenFile"]
+            settings["authentik"]["token"] = f"${{vault:{name}/authentik#token}}"
         if consul is not None:
             settings["consul"] = {"address": f"http://127.0.0.1:{consul.port}", "sessionTtl": "10s"}
         self.events: list[str] = []
@@ -179,3 +187,21 @@ def test_a_crash_mid_apply_recovers_authentik_to_one_revision(servers: tuple[Fak
     store.crash_at = None
     assert "restored the state before" in (recover(agent.engine.node) or "")
     assert providers(authentik) == {"hecate-one"} and agent.routes() == {"one"}
+
+
+def test_the_token_can_come_from_vault(servers: tuple[FakeConsul, FakeAuthentik], tmp_path: Path) -> None:
+    _, authentik = servers
+    vault = FakeVault()
+    try:
+        source = MemorySource()
+        agent = Agent(tmp_path, "edge-1", None, authentik, source, vault=vault, manage=True)
+        assert vault.count("GET", "/v1/secret/data/edge-1/authentik") == 0  # read on first use, not at start
+        push(source, "one")
+        result = agent.reconcile()
+        assert result.outcome is Outcome.APPLIED, result.error
+        assert writers(authentik) == {agent.token} and providers(authentik) == {"hecate-one"}
+        assert vault.count("GET", "/v1/secret/data/edge-1/authentik") == 1
+        status = agent.engine.publish(result)
+        assert agent.token not in repr(status)
+    finally:
+        vault.close()

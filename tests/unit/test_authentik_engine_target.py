@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
+import pytest
+from pydantic import ValidationError
+
 from hecate_agent.authentik.desired import desired_objects
+from hecate_agent.settings import AgentSettings
 from hecate_agent.targets.authentik import (
     DEFAULT_AUTHENTICATION_FLOW,
     AuthentikEngineTarget,
@@ -61,3 +66,25 @@ def test_importing_the_target_does_not_import_authentik_client() -> None:
            "print('authentik_client' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(("authentik", "extra", "message"), [
+    ({"provisioning": "agent"}, {}, "needs authentik.url and exactly one of authentik.tokenFile and authentik.token"),
+    ({"provisioning": "agent", "url": "https://auth.example.com"}, {}, "exactly one of"),
+    ({"provisioning": "agent", "url": "https://auth.example.com", "tokenFile": "/t", "token": "${vault:a#b}"}, {},
+     "exactly one of"),
+    ({"provisioning": "agent", "url": "https://auth.example.com", "token": "${vault:a#b}"}, {},
+     "authentik.token is a Vault reference: set the vault section"),
+    ({"provisioning": "agent", "url": "https://auth.example.com", "token": "ak-plain-token"}, {},
+     "String should match pattern"),
+])
+def test_agent_provisioning_settings_are_checked(authentik: dict, extra: dict, message: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        AgentSettings.model_validate({"authentik": authentik, **extra})
+
+
+def test_agent_provisioning_settings_accepted() -> None:
+    settings = AgentSettings.model_validate({"authentik": {"provisioning": "agent", "url": "https://a.example.com",
+                                                           "tokenFile": "/etc/hecate-agent/authentik-token"}})
+    assert settings.authentik is not None and settings.authentik.manage is False
+    assert settings.authentik.follower_wait.seconds == 60
