@@ -154,6 +154,14 @@ def _prepare_rendered(node: Node, rendered: Rendered, secrets: frozenset[str], n
     desired, _ = resources_of(node, desired_states)
     have, unmanaged = resources_of(node, {name: t.state for name, t in live.targets.items()})
     last_resources = resources_of(node, snapshot_states(node, last))[0] if last else None
+    # Targets whose resources are small (`plan_whole = True`) show them field by field on create/delete.
+    whole = frozenset(
+        key
+        for t in node.targets
+        if getattr(t, "plan_whole", False)
+        for states in (desired_states, {t.name: live.state(t.name)})
+        for key in t.resources(states[t.name])[0]
+    )
     plan = make_plan(
         revision=rendered.revision,
         desired=desired,
@@ -167,6 +175,7 @@ def _prepare_rendered(node: Node, rendered: Rendered, secrets: frozenset[str], n
         unmanaged=unmanaged,
         secrets=secrets,
         notes=notes,
+        whole=whole,
     )
     return Prepared(rendered, live, desired_states, needed, plan, last, secrets)
 

@@ -29,6 +29,7 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from hecate_agent.engine.fleetwide import use_publisher
 from hecate_agent.engine.outcomes import READY_OUTCOMES, Outcome
 from hecate_agent.engine.reconcile import Engine, Result
 from hecate_agent.engine.transaction import Node, recover
@@ -95,6 +96,7 @@ class Daemon:
         self.node = self.node_factory(settings)
         self.source: Source = make_source(settings)
         self.consul = make_publisher(settings)
+        use_publisher(self.node.targets, self.consul)  # fleet-wide targets lead under the daemon's session
         # A halted node does not queue on every sync; it waits on the halt key, and this wakes it.
         coordinator = make_coordinator(
             settings, self.consul, self.stopping, on_resume=lambda: self.trigger("halt-lifted")

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from hecate_agent.engine.fleetwide import FleetRole
 from hecate_agent.engine.node import Node
 from hecate_agent.engine.ports import Target
+from hecate_agent.errors import HecateError
 from hecate_agent.render.caddy import CaddyCapabilities
-from hecate_agent.secrets import SecretResolver, VaultClient
+from hecate_agent.secrets import Reference, SecretResolver, VaultClient
 from hecate_agent.settings import AgentSettings
 from hecate_agent.store.state import StateStore
 from hecate_agent.store.status import read_status
@@ -59,5 +61,51 @@ def build_node(
             )
         )
         targets.append(NginxTarget(node.nginx))
+    if settings.authentik is not None and settings.authentik.provisioning == "agent":
+        targets.append(authentik_target(settings))
     node.targets = sorted(targets, key=lambda t: t.order)
     return node
+
+
+def authentik_target(settings: AgentSettings) -> Target:
+    """The Authentik target (imports authentik-client, slow: only when provisioning is `agent`). The token
+    is read when Authentik is first used, so a missing file or an unreachable Vault is a reconcile error
+    (retried), not a start failure."""
+    from hecate_agent.authentik.client import AuthentikTarget
+    from hecate_agent.authentik.desired import EMBEDDED_OUTPOST
+    from hecate_agent.runtime.fleet import make_publisher
+    from hecate_agent.targets.authentik import AuthentikEngineTarget
+
+    a = settings.authentik
+    assert a is not None and a.url is not None  # the settings' validator
+    url, outpost = a.url, a.outpost or EMBEDDED_OUTPOST
+
+    def connect() -> AuthentikTarget:
+        return AuthentikTarget(url, authentik_token(settings), outpost=outpost, timeout=a.timeout.seconds)
+
+    publisher = make_publisher(settings)
+    role = FleetRole("authentik", publisher=publisher, static=a.manage, owns_publisher=publisher is not None)
+    return AuthentikEngineTarget(connect, role, url=url, outpost=outpost, follower_wait=a.follower_wait.seconds)
+
+
+def authentik_token(settings: AgentSettings) -> str:
+    """The Authentik API token, from its file or its Vault reference (registered as a secret on use)."""
+    a = settings.authentik
+    assert a is not None
+    if a.token is not None:
+        reference = Reference(a.token[2:-1], "authentik.token")
+        assert settings.vault is not None  # the settings' validator
+        value = VaultClient(settings.vault).read(reference.vault_path).get(reference.vault_key)
+        if not isinstance(value, str) or not value:
+            raise HecateError(f"authentik.token: Vault has no value for {a.token}; check the path and key")
+        return value
+    assert a.token_file is not None
+    try:
+        token = a.token_file.read_text().strip()
+    except OSError as exc:
+        raise HecateError(
+            f"authentik.tokenFile {a.token_file}: cannot be read ({exc.strerror}); check the path and permissions"
+        ) from None
+    if not token:
+        raise HecateError(f"authentik.tokenFile {a.token_file}: is empty; put an Authentik API token in it")
+    return token

@@ -89,6 +89,8 @@ class Snapshot:
     # The resolved secret values inside caddy_config, so that they stay redacted after a
     # restart or a rotation (the file is 0600, like the config that holds them anyway).
     sensitive: list[str] = field(default_factory=list)
+    # The parts of targets added later (Authentik, DNS), by target name; absent in older snapshots.
+    parts: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         # Shallow on purpose: dataclasses.asdict deep-copies megabytes of config for nothing.
