@@ -29,6 +29,8 @@ unit: bootstrap
 
 bench: bootstrap
 	$(PY) bench/validate.py
+	$(PY) bench/render.py
+	$(PY) bench/routing.py
 	$(PY) bench/apply.py
 	$(PY) bench/convergence.py
 	$(PY) bench/incremental_plan.py

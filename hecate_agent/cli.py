@@ -157,10 +157,12 @@ def _repository_root(path: Path) -> Path:
 
 
 def _load_or_exit(path: Path) -> DesiredState:
-    """Load and validate PATH; on problems print them (text) and exit 1."""
+    """Load and validate PATH (big folders over every core, up to 4); on problems print them (text) and exit 1."""
+    import os
+
     from hecate_agent.runtime.apply_commands import load_folder_or_exit
 
-    return load_folder_or_exit(path, describe=False)[1]
+    return load_folder_or_exit(path, describe=False, workers=min(os.cpu_count() or 1, 4))[1]
 
 
 @cli.command()
@@ -181,6 +183,11 @@ def render(path: Path, target: str, output: Path | None) -> None:
     variables, variables in credential headers) show as <redacted>, and Vault is not contacted.
     Nginx: one stream file per Stream spec.
     """
+    import gc
+
+    # A one-shot process over specs and configs, which hold no reference cycles: the cycle collector
+    # would only rescan the growing heap (a third of a 10,000-route render).
+    gc.disable()
     state = _load_or_exit(path)
     if target == "caddy":
         files = {"caddy.json": _render_caddy_or_exit(state)}
@@ -198,6 +205,20 @@ def render(path: Path, target: str, output: Path | None) -> None:
         if len(files) > 1 or target == "nginx":
             click.echo(f"# ---- {name} ----")
         click.echo(content, nl=False)
+    _exit_without_teardown()
+
+
+def _exit_without_teardown() -> None:
+    """Exit 0 now, output flushed, without freeing every object one by one (0.3 s for 10,000 routes).
+    Only as a real process: under a test runner's captured output the caller simply returns."""
+    import os
+
+    if sys.stdout is not sys.__stdout__ or sys.stderr is not sys.__stderr__:
+        return
+    for stream in (sys.__stdout__, sys.__stderr__):
+        if stream is not None:
+            stream.flush()
+    os._exit(EXIT_OK)
 
 
 def _render_caddy_or_exit(state: DesiredState) -> str:

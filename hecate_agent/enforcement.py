@@ -2,8 +2,8 @@
 
 A spec field the proxies cannot enforce (spec/requirements.py) stops `plan` and
 `apply` with a message naming the resource, the field and what to configure,
-unless agent.yaml declares who provisions it (`authentik.provisioning`,
-`dns.provisioning`: external). Declared fields pass and show in the plan's
+unless agent.yaml declares who provisions it (`authentik.provisioning`: agent or
+external, `dns.provisioning`: external). Declared fields pass and show in the plan's
 notes as enforced outside the agent. Tracing needs the exporter endpoint in
 Caddy's own environment; the agent compares it with the spec and says how to set it.
 """
@@ -36,18 +36,16 @@ def node_verdict(state: DesiredState, authentik: AuthentikNodeSettings | None, d
         if not needs:
             continue
         subject = f"AuthPolicy/{policy.name}"
-        if provisioning == "external":
+        if provisioning in ("external", "agent"):
             shown = ", ".join(r.describe() for r in needs)
-            notes.append(f"{subject}: {shown} enforced outside the agent (authentik.provisioning: external)")
+            by = "by Authentik, provisioned by the agent" if provisioning == "agent" else "outside the agent"
+            notes.append(f"{subject}: {shown} enforced {by} (authentik.provisioning: {provisioning})")
             continue
-        why = (
-            "authentik.provisioning: agent is not available in this version yet"
-            if provisioning == "agent"
-            else "agent.yaml configures no Authentik provisioning"
-        )
+        why = "agent.yaml configures no Authentik provisioning"
         errors.extend(
             f"{subject}: {r.describe()} cannot be enforced on this node: the proxy cannot check it and {why}. "
-            "Configure Authentik to enforce it and declare that in agent.yaml with "
+            "Let the agent provision Authentik (`authentik: {provisioning: agent, url: ..., tokenFile: ...}` in "
+            "agent.yaml), or configure Authentik yourself and declare that with "
             f"`authentik: {{provisioning: external}}`, or remove {r.field} from the policy"
             for r in needs
         )

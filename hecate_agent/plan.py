@@ -173,8 +173,10 @@ def make_plan(
     unmanaged: Iterable[str] = (),
     secrets: frozenset[str] = frozenset(),
     notes: Iterable[str] = (),
+    whole: frozenset[str] = frozenset(),
 ) -> Plan:
-    """Compare rendered resources (desired vs live), explain with specs (desired vs last), flag drift."""
+    """Compare rendered resources (desired vs live), explain with specs (desired vs last), flag drift.
+    Resources in `whole` (small ones: Authentik's objects) show every field on create and delete too."""
     keys = set(desired) | set(live) | {k for k in desired_specs if not k.startswith("Config/")}
     changes = []
     for key in sorted(keys, key=_sort_key):
@@ -189,6 +191,8 @@ def make_plan(
         else:
             action = "update"
         fields: list[FieldChange] = []
+        if key in whole and action in ("create", "delete"):
+            fields = json_diff(have or {}, want or {})
         if action == "update":
             if last_specs is not None and key in last_specs and key in desired_specs:
                 fields = json_diff(last_specs[key], desired_specs[key])

@@ -21,8 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic.alias_generators import to_camel
 
 from hecate_agent.errors import HecateError, SpecProblem
-from hecate_agent.spec.loader import model_inside
-from hecate_agent.spec.messages import friendly_message
+from hecate_agent.spec.messages import friendly_message, model_inside
 from hecate_agent.spec.types import Duration, DurationField
 from hecate_agent.spec.yamlio import format_field, parse_yaml
 
@@ -159,15 +158,54 @@ class AuthentikNodeSettings(_Settings):
     provisioning: Literal["agent", "external", "none"] = Field(
         default="none",
         description="Who configures Authentik to enforce what the proxy cannot (MFA, flow, session length, sign-in "
-        "methods, attributes not sent as headers): external = you do, by hand, and declare it here; none = nobody, "
-        "so plans using those fields stop; agent = the agent (not available in this version yet).",
+        "methods, attributes not sent as headers): agent = the agent, through Authentik's API (needs url and "
+        "tokenFile); external = you do, by hand, and declare it here; none = nobody, so plans using those fields "
+        "stop.",
     )
+    url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s]+$",
+        description="Authentik's base URL (the API is under /api/v3/), for provisioning: agent.",
+    )
+    token_file: Path | None = Field(
+        default=None, description="File holding an Authentik API token (never shown), for provisioning: agent."
+    )
+    token: str | None = Field(
+        default=None,
+        pattern=r"^\$\{vault:[^}#]+#[^}]+\}$",
+        description="Instead of tokenFile: the token in Vault, as a reference ${vault:path#key} (needs the vault "
+        "section); read when Authentik is first used.",
+    )
+    outpost: str | None = Field(
+        default=None,
+        description="The outpost the providers are added to: its name; default the embedded outpost.",
+    )
+    manage: bool = Field(
+        default=False,
+        description="Without Consul: this node writes to Authentik for the fleet (set it on exactly one node; the "
+        "others plan read-only). With Consul the holder of <prefix>/leaders/authentik writes instead.",
+    )
+    follower_wait: DurationField = Field(
+        default=Duration(60_000),
+        description="A node that does not write to Authentik waits this long for the leader to provision what its "
+        "routes need before the reconcile fails (it is retried).",
+    )
+    timeout: DurationField = Field(default=Duration(10_000), description="Per request to Authentik's API.")
     outpost_url: str | None = Field(
         default=None,
         pattern=r"^https?://[^\s{}$]+$",
         description="The Authentik outpost for forward auth on this node, used when config.yaml sets no "
         "global.authentik.outpostUrl.",
     )
+
+    @model_validator(mode="after")
+    def _agent_needs_api(self) -> AuthentikNodeSettings:
+        if self.provisioning == "agent" and (self.url is None or (self.token_file is None) == (self.token is None)):
+            raise ValueError(
+                "authentik.provisioning: agent needs authentik.url and exactly one of authentik.tokenFile and "
+                "authentik.token (a ${vault:path#key} reference)"
+            )
+        return self
 
 
 class DnsNodeSettings(_Settings):
@@ -216,6 +254,12 @@ class AgentSettings(_Settings):
     rollout: RolloutSettings | None = None
     authentik: AuthentikNodeSettings | None = None
     dns: DnsNodeSettings | None = None
+
+    @model_validator(mode="after")
+    def _vault_reference_needs_vault(self) -> AgentSettings:
+        if self.authentik is not None and self.authentik.token is not None and self.vault is None:
+            raise ValueError("authentik.token is a Vault reference: set the vault section, or use authentik.tokenFile")
+        return self
 
     @model_validator(mode="after")
     def _rollout_needs_consul(self) -> AgentSettings:

@@ -26,8 +26,11 @@ and to map its part of a last-known-good snapshot (`of_snapshot`, `to_snapshot`)
 are keyed `Kind/name` and compared by value everywhere (plan, drift, ownership), so a
 target only says *what* its resources are, never how to diff them.
 
-Additions apply in ascending `order`; a failure undoes every target already changed in
-reverse order (DNS 10, Authentik 20, Caddy 30, Nginx 40).
+Additions apply in ascending `order`; removals a target defers (`retire`, see
+engine/fleetwide.py) then run in descending order, so a removed route leaves Caddy before
+Authentik deletes its provider; a failure undoes every target already changed in reverse
+order (DNS 10, Authentik 20, Caddy 30, Nginx 40). Fleet-wide targets (Authentik, DNS) write
+only on the node that leads for them (engine/fleetwide.py `FleetRole`).
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ from typing import Any
 
 from hecate_agent import redaction
 from hecate_agent.enforcement import Verdict, node_verdict, tracing_verdict
+from hecate_agent.engine.fleetwide import bind_targets, plan_notes
 from hecate_agent.engine.node import Node
-from hecate_agent.engine.phases import bind_targets, plan_lines
 from hecate_agent.engine.ports import TargetLive
 from hecate_agent.engine.verify import Probe, probes_for
 from hecate_agent.plan import Plan, make_plan
@@ -156,6 +156,14 @@ def _prepare_rendered(node: Node, rendered: Rendered, secrets: frozenset[str], n
     desired, _ = resources_of(node, desired_states)
     have, unmanaged = resources_of(node, {name: t.state for name, t in live.targets.items()})
     last_resources = resources_of(node, snapshot_states(node, last))[0] if last else None
+    # Targets whose resources are small (`plan_whole = True`) show them field by field on create/delete.
+    whole = frozenset(
+        key
+        for t in node.targets
+        if getattr(t, "plan_whole", False)
+        for states in (desired_states, {t.name: live.state(t.name)})
+        for key in t.resources(states[t.name])[0]
+    )
     plan = make_plan(
         revision=rendered.revision,
         desired=desired,
@@ -168,7 +176,8 @@ def _prepare_rendered(node: Node, rendered: Rendered, secrets: frozenset[str], n
         live_fingerprint=live.fingerprint,
         unmanaged=unmanaged,
         secrets=secrets,
-        notes=notes + tuple(plan_lines(node.targets, desired_states)),
+        notes=notes + tuple(plan_notes(node.targets, desired_states)),
+        whole=whole,
     )
     return Prepared(rendered, live, desired_states, needed, plan, last, secrets)
 

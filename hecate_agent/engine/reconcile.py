@@ -18,8 +18,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from hecate_agent.engine.fleetwide import components
 from hecate_agent.engine.outcomes import SUCCEEDED, Outcome
-from hecate_agent.engine.phases import components
 from hecate_agent.engine.ports import StatusSink
 from hecate_agent.engine.transaction import (
     ApplyError,
@@ -249,9 +249,9 @@ class Engine:
             fields.setdefault("drift", {"detected": False, "at": None, "resources": []})
         if result.outcome is not Outcome.SOURCE_ERROR and result.revision is not None:
             fields.setdefault("desired_revision", result.revision)
-        reported = components(self.node.targets)
+        reported = components(self.node.targets)  # fleet-wide targets' health (engine/fleetwide.py)
         if reported:
-            fields["components"] = {**(fields.get("components") or {}), **reported}
+            fields["components"] = {**reported, **(fields.get("components") or {})}
         document = update_status(self.node.store, self.node.settings.node.name, last_attempt=result.attempt(), **fields)
         if self.sink is not None:
             self.sink.publish(document)

@@ -1,11 +1,13 @@
 """The apply transaction over the node's targets: one code path for the CLI and the daemon.
 
 guards (mass deletion) → each target's preflight → journal (every target's undo
-record) → apply the targets that change, in ascending order (DNS 10, Caddy 30,
-Nginx 40; Authentik 20 next), each under its own precondition → journal step
+record) → apply the targets that change, in ascending order (DNS 10, Authentik 20,
+Caddy 30, Nginx 40), each under its own precondition → the *removals* of the
+targets that defer them (`Retiring.retire`, engine/fleetwide.py), in descending
+order: a removed route leaves Caddy before Authentik deletes its provider and DNS
+its records → journal step
 `applied` → verification probes (engine/verify.py) → *then* record the
-last-known-good → each target's commit (where removals that must follow the
-proxies happen: engine/phases.py) → clear the journal. Any failure, a failed
+last-known-good → each target's commit → clear the journal. Any failure, a failed
 probe included, restores every target already changed, in reverse order; if that
 fails too the operator is told exactly what is left (exit 3).
 
@@ -17,7 +19,8 @@ never recorded as last-known-good.
 Test hook: with `HECATE_TEST_PAUSE_AT=<step>` in the environment, the apply stops
 at that journal step (after writing it), writes the step's name to
 `<stateDir>/test-paused-at` and sleeps, so a test can SIGKILL it exactly there.
-Steps: prepared, <target name> (before that target changes), applied, verified.
+Steps: prepared, <target name> (before that target changes), retire:<target name> (before
+its removals), applied, verified.
 Not for production use.
 """
 
@@ -31,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hecate_agent.engine.errors import EXIT_FAILED, EXIT_ROLLBACK_FAILED, ApplyError, RefusedError, RollbackError
+from hecate_agent.engine.fleetwide import Retiring
 from hecate_agent.engine.node import Node
 from hecate_agent.engine.outcomes import Outcome
 from hecate_agent.engine.ports import StateStorePort, Target
@@ -134,6 +138,11 @@ class Transaction:
                 journal.step(target.name)
                 self.touched.append(target)
                 target.apply(prepared, self.journal["targets"][target.name], journal.save)
+            for target in reversed(self.changing):  # removals: the later targets have let go
+                if isinstance(target, Retiring):
+                    self.steps.append(f"retire:{target.name}")
+                    journal.step(f"retire:{target.name}")
+                    target.retire(prepared, self.journal["targets"][target.name], journal.save)
             self.steps.append("verify")
             journal.step("applied")
             failures = self.node.verifier(prepared.probes)
@@ -150,8 +159,13 @@ class Transaction:
     def snapshot(self) -> Snapshot:
         rendered = self.prepared.rendered
         fields: dict[str, Any] = {}
+        parts: dict[str, Any] = {}
         for target in self.node.targets:
-            fields.update(target.to_snapshot(self.prepared))
+            part = dict(target.to_snapshot(self.prepared))
+            parts.update(part.pop("parts", None) or {})  # targets added later: one entry each, by name
+            fields.update(part)
+        if parts:
+            fields["parts"] = parts
         return Snapshot(
             revision=rendered.revision,
             applied_at=utc_now(),

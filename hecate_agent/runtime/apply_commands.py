@@ -51,14 +51,17 @@ def read_folder(path: Path, *, describe: bool = True) -> tuple[list[SourceFile],
     return files, problems, (git.describe(path) if describe else None) or f"sha256:{snapshot_digest(files)}"
 
 
-def load_folder_or_exit(path: Path, *, describe: bool = True) -> tuple[list[SourceFile], DesiredState, str]:
+def load_folder_or_exit(
+    path: Path, *, describe: bool = True, workers: int = 1
+) -> tuple[list[SourceFile], DesiredState, str]:
     """A spec folder read and validated: its files, desired state and revision; on any problem,
-    every problem is printed (text) and the command exits 1. The CLI's one way to load a folder."""
+    every problem is printed (text) and the command exits 1. The CLI's one way to load a folder.
+    `workers` > 1 parses big folders in forked workers (one-shot commands only, never the daemon)."""
     from hecate_agent.report import render_text
     from hecate_agent.spec.loader import load_specs
 
     files, problems, revision = read_folder(path, describe=describe)
-    loaded = load_specs(files)
+    loaded = load_specs(files, workers=workers)
     found = sorted(problems + loaded.problems)
     if found or loaded.state is None:
         sys.stderr.write(render_text(found, loaded.counts, str(path)))

@@ -87,6 +87,11 @@ def status(ctx: click.Context, output_format: str, fleet: bool, wait_for: str | 
         click.echo(f"error:     {attempt['error']}")
     if data.get("suspended"):
         click.echo(f"suspended: {data['suspended'].get('reason')} (since {data['suspended'].get('at')})")
+    for name, entry in sorted((data.get("components") or {}).items()):
+        if isinstance(entry, dict) and "healthy" in entry:  # targets that report (Authentik, DNS)
+            role = f" ({entry['role']})" if entry.get("role") else ""
+            health = "healthy" if entry["healthy"] else "unhealthy"
+            click.echo(f"{name + ':':<10} {health}: {entry.get('detail')}{role}")
 
 
 def _consul(settings: AgentSettings, what: str) -> ConsulPublisher:

@@ -29,6 +29,7 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from hecate_agent.engine.fleetwide import use_publisher
 from hecate_agent.engine.outcomes import READY_OUTCOMES, Outcome
 from hecate_agent.engine.reconcile import Engine, Result
 from hecate_agent.engine.transaction import Node, recover
@@ -42,7 +43,6 @@ from hecate_agent.runtime.policy import Policy
 from hecate_agent.runtime.sdnotify import Notifier
 from hecate_agent.runtime.sources import DirectorySource, Source, make_source, source_label
 from hecate_agent.runtime.upkeep import Upkeep
-from hecate_agent.runtime.wiring import share_publisher
 from hecate_agent.runtime.worker import Worker, WorkerState
 from hecate_agent.settings import AgentSettings, load_settings
 from hecate_agent.sources.git import ForcePushRefusedError, GitError, UnsignedCommitError
@@ -96,7 +96,7 @@ class Daemon:
         self.node = self.node_factory(settings)
         self.source: Source = make_source(settings)
         self.consul = make_publisher(settings)
-        share_publisher(self.node, self.consul)  # leader locks live under the session the heartbeat renews
+        use_publisher(self.node.targets, self.consul)  # fleet-wide targets lead under the daemon's session
         # A halted node does not queue on every sync; it waits on the halt key, and this wakes it.
         coordinator = make_coordinator(
             settings, self.consul, self.stopping, on_resume=lambda: self.trigger("halt-lifted")

@@ -7,8 +7,8 @@ the common case.
 
 from __future__ import annotations
 
+from hecate_agent.engine.fleetwide import Binding, bind_targets
 from hecate_agent.engine.node import Node
-from hecate_agent.engine.phases import Binding, bind_targets
 from hecate_agent.engine.prepare import prepare_rendered, read_live, resources_of, snapshot_rendered, snapshot_states
 from hecate_agent.engine.transaction import apply_prepared
 from hecate_agent.plan import drifted_resources

@@ -6,14 +6,13 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-import consul
-
+from hecate_agent.engine.fleetwide import FleetRole
 from hecate_agent.engine.node import Node
 from hecate_agent.engine.ports import Secrets, Target
+from hecate_agent.errors import HecateError
 from hecate_agent.render.caddy import CaddyCapabilities
-from hecate_agent.secrets import SecretResolver, VaultClient
+from hecate_agent.secrets import Reference, SecretResolver, VaultClient
 from hecate_agent.settings import AgentSettings
-from hecate_agent.store.consul_status import ConsulPublisher
 from hecate_agent.store.state import StateStore
 from hecate_agent.store.status import read_status
 from hecate_agent.stream_health import down_from_status
@@ -23,7 +22,7 @@ from hecate_agent.targets.nginx import NginxTarget
 from hecate_agent.targets.nginx_streams import NginxSettings, NginxStreams
 
 if TYPE_CHECKING:
-    from hecate_agent.targets.dns import DnsEngineTarget, Leadership
+    from hecate_agent.targets.dns import DnsEngineTarget
 
 
 def build_node(
@@ -66,73 +65,64 @@ def build_node(
             )
         )
         targets.append(NginxTarget(node.nginx))
+    if settings.authentik is not None and settings.authentik.provisioning == "agent":
+        targets.append(authentik_target(settings))
     if settings.dns is not None and settings.dns.provisioning == "agent":
         targets.append(dns_target(settings, node.resolver))
     node.targets = sorted(targets, key=lambda t: t.order)
     return node
 
 
+def authentik_target(settings: AgentSettings) -> Target:
+    """The Authentik target (imports authentik-client, slow: only when provisioning is `agent`). The token
+    is read when Authentik is first used, so a missing file or an unreachable Vault is a reconcile error
+    (retried), not a start failure."""
+    from hecate_agent.authentik.client import AuthentikTarget
+    from hecate_agent.authentik.desired import EMBEDDED_OUTPOST
+    from hecate_agent.runtime.fleet import make_publisher
+    from hecate_agent.targets.authentik import AuthentikEngineTarget
+
+    a = settings.authentik
+    assert a is not None and a.url is not None  # the settings' validator
+    url, outpost = a.url, a.outpost or EMBEDDED_OUTPOST
+
+    def connect() -> AuthentikTarget:
+        return AuthentikTarget(url, authentik_token(settings), outpost=outpost, timeout=a.timeout.seconds)
+
+    publisher = make_publisher(settings)
+    role = FleetRole("authentik", publisher=publisher, static=a.manage, owns_publisher=publisher is not None)
+    return AuthentikEngineTarget(connect, role, url=url, outpost=outpost, follower_wait=a.follower_wait.seconds)
+
+
+def authentik_token(settings: AgentSettings) -> str:
+    """The Authentik API token, from its file or its Vault reference (registered as a secret on use)."""
+    a = settings.authentik
+    assert a is not None
+    if a.token is not None:
+        reference = Reference(a.token[2:-1], "authentik.token")
+        assert settings.vault is not None  # the settings' validator
+        value = VaultClient(settings.vault).read(reference.vault_path).get(reference.vault_key)
+        if not isinstance(value, str) or not value:
+            raise HecateError(f"authentik.token: Vault has no value for {a.token}; check the path and key")
+        return value
+    assert a.token_file is not None
+    try:
+        token = a.token_file.read_text().strip()
+    except OSError as exc:
+        raise HecateError(
+            f"authentik.tokenFile {a.token_file}: cannot be read ({exc.strerror}); check the path and permissions"
+        ) from None
+    if not token:
+        raise HecateError(f"authentik.tokenFile {a.token_file}: is empty; put an Authentik API token in it")
+    return token
+
+
 def dns_target(settings: AgentSettings, resolver: Secrets) -> DnsEngineTarget:
     """The DNS target; with Consul the holder of `<prefix>/leaders/dns` writes, else `dns.manage` decides."""
-    from hecate_agent.targets.dns import DnsEngineTarget, StaticLeadership  # dnspython: only where DNS is kept
+    from hecate_agent.runtime.fleet import make_publisher
+    from hecate_agent.targets.dns import DnsEngineTarget  # dnspython: only where DNS is kept
 
     assert settings.dns is not None and isinstance(resolver, SecretResolver)
-    leadership: Leadership = StaticLeadership(settings.dns.manage)
-    if settings.consul is not None:
-        from hecate_agent.runtime.fleet import make_publisher
-
-        publisher = make_publisher(settings)
-        assert publisher is not None
-        leadership = ConsulLeadership(publisher, "dns")
-    return DnsEngineTarget(settings.dns, settings.sync, resolver, leadership=leadership)
-
-
-class ConsulLeadership:
-    """The Consul lock `<prefix>/leaders/<name>` under the node's session (runtime/leader.py). The daemon
-    hands its own publisher over (`share_publisher`), whose heartbeat renews the session; a one-shot
-    command renews it here before it asks."""
-
-    def __init__(self, publisher: ConsulPublisher, name: str) -> None:
-        from hecate_agent.runtime.leader import LeaderElection
-
-        self.election = LeaderElection(publisher, name)
-        self.not_leading = f"it does not hold the Consul lock {self.election.key}"
-
-    def _renew(self) -> None:
-        publisher = self.election.publisher
-        assert publisher is not None
-        session = publisher.session
-        if session is None:
-            return
-        try:
-            publisher.client.session.renew(session)
-        except consul.NotFound:
-            with publisher.lock:
-                publisher.session = None  # expired: the next acquire makes a new one
-        except (consul.ConsulException, OSError, ValueError):
-            return
-
-    def leads(self) -> bool:
-        """Take the lead if it is free; this node leads too when the holder is this node's other process
-        (the daemon, while `apply` runs from the command line: they never apply at once)."""
-        self._renew()
-        self.election.session = None  # the publisher's current session, made if needed
-        return self.election.try_acquire() or self.writes()
-
-    def writes(self) -> bool:
-        publisher = self.election.publisher
-        assert publisher is not None
-        return self.election.leader() == publisher.node
-
-    def leader(self) -> str | None:
-        return self.election.leader()
-
-
-def share_publisher(node: Node, publisher: ConsulPublisher | None) -> None:
-    """The daemon's Consul publisher (its session renewed by the heartbeat) for the node's leader locks."""
-    if publisher is None:
-        return
-    for target in node.targets:
-        leadership = getattr(target, "leadership", None)
-        if isinstance(leadership, ConsulLeadership):
-            leadership.election.publisher = publisher
+    publisher = make_publisher(settings)
+    role = FleetRole("dns", publisher=publisher, static=settings.dns.manage, owns_publisher=publisher is not None)
+    return DnsEngineTarget(settings.dns, settings.sync, resolver, role=role)

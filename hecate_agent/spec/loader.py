@@ -10,9 +10,7 @@ import gc
 import hashlib
 import multiprocessing
 import os
-import types as pytypes
-import typing
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -21,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 from hecate_agent.errors import SpecProblem
 from hecate_agent.spec.checks import Facts, check_cross_references, facts_of
 from hecate_agent.spec.config import ConfigDocument, GlobalConfig
-from hecate_agent.spec.messages import friendly_message
+from hecate_agent.spec.messages import allowed_fields, friendly_message
 from hecate_agent.spec.models import (
     DOCUMENT_MODELS,
     AuthPolicyDocument,
@@ -168,12 +166,20 @@ class ParseCache:
 
 
 def load_specs(
-    files: Sequence[SourceFile], limits: ReadLimits = DEFAULT_LIMITS, cache: ParseCache | None = None
+    files: Sequence[SourceFile],
+    limits: ReadLimits = DEFAULT_LIMITS,
+    cache: ParseCache | None = None,
+    *,
+    workers: int = 1,
 ) -> LoadResult:
-    """Parse and validate a whole snapshot into a `DesiredState`; never raises on bad input."""
+    """Parse and validate a whole snapshot into a `DesiredState`; never raises on bad input.
+
+    `workers` > 1 parses big snapshots in forked processes (one-shot commands only: a process
+    with threads, such as the daemon, must not fork)."""
     locator = Locator({f.display: f.data for f in files}, limits)
     config, config_file, problems = _load_config(files, limits, locator)
-    documents, more = validate_documents([f for f in files if f.path not in CONFIG_FILES], limits, locator, cache)
+    specs = [f for f in files if f.path not in CONFIG_FILES]
+    documents, more = validate_documents(specs, limits, locator, cache, workers=workers)
     problems += more
     facts = [cache.facts_of(d) for d in documents] if cache is not None else [facts_of(d) for d in documents]
     problems += check_cross_references(facts, config, locator)
@@ -253,6 +259,38 @@ PARALLEL_THRESHOLD = 1000
 _FORKED_SNAPSHOT: Sequence[SourceFile] = []
 
 
+def _parse_in_children(
+    files: Sequence[SourceFile], limits: ReadLimits, workers: int
+) -> Generator[ParsedFile, None, None] | None:
+    """`parse_yaml` of every file, in order, parsed by `workers` forked processes (parsing dominates
+    loading; the plain values come back pickled, far cheaper than parsing) in chunks, so the caller
+    validates one chunk while the next ones are parsed; None when not worth it."""
+    if workers < 2 or len(files) < PARALLEL_THRESHOLD:
+        return None
+    return _parsed_chunks(files, limits, workers)
+
+
+PARSE_CHUNK = 250
+
+
+def _parsed_chunks(files: Sequence[SourceFile], limits: ReadLimits, workers: int) -> Generator[ParsedFile, None, None]:
+    global _FORKED_SNAPSHOT  # noqa: PLW0603  (read by the forked children instead of pickling the files)
+    _FORKED_SNAPSHOT = files
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            starts = range(0, len(files), PARSE_CHUNK)
+            for chunk in pool.imap(_parse_chunk, [(start, limits) for start in starts]):
+                yield from chunk
+    finally:
+        _FORKED_SNAPSHOT = []
+
+
+def _parse_chunk(task: tuple[int, ReadLimits]) -> list[ParsedFile]:
+    start, limits = task
+    gc.disable()  # plain values, no reference cycles
+    return [parse_yaml(f.display, f.data, limits) for f in _FORKED_SNAPSHOT[start : start + PARSE_CHUNK]]
+
+
 def _check_share(share: int, shares: int, limits: ReadLimits) -> tuple[list[Facts], list[SpecProblem]]:
     """Validate every `shares`-th file of the forked snapshot, starting at `share`."""
     files = _FORKED_SNAPSHOT[share::shares]
@@ -272,29 +310,40 @@ def count_kinds(facts: Sequence[Facts], config_file: str | None) -> dict[str, in
 
 
 def validate_documents(
-    files: Sequence[SourceFile], limits: ReadLimits, locator: Locator, cache: ParseCache | None = None
+    files: Sequence[SourceFile],
+    limits: ReadLimits,
+    locator: Locator,
+    cache: ParseCache | None = None,
+    *,
+    workers: int = 1,
 ) -> tuple[list[Located[Any]], list[SpecProblem]]:
     """Parse and validate each spec file (not config.yaml) on its own."""
     documents: list[Located[Any]] = []
     problems: list[SpecProblem] = []
-    for source in sorted(files, key=lambda f: f.path):
-        cached = cache.get(source) if cache is not None else None
-        if cached is None:
-            file_documents: list[Located[Any]] = []
-            file_problems: list[SpecProblem] = []
-            parsed = parse_yaml(source.display, source.data, limits)
-            file_problems.extend(parsed.problems)
-            for doc in parsed.documents:
-                if doc.value is None:
-                    continue  # an empty document, e.g. after a trailing '---'
-                located = _validate_document(source.display, doc, locator, file_problems)
-                if located is not None:
-                    file_documents.append(located)
-            cached = (file_documents, file_problems)
-            if cache is not None:
-                cache.put(source, cached)
-        documents.extend(cached[0])
-        problems.extend(cached[1])
+    ordered = sorted(files, key=lambda f: f.path)
+    parsed_ahead = _parse_in_children(ordered, limits, workers) if cache is None else None
+    try:
+        for source in ordered:
+            cached = cache.get(source) if cache is not None else None
+            if cached is None:
+                file_documents: list[Located[Any]] = []
+                file_problems: list[SpecProblem] = []
+                parsed = next(parsed_ahead) if parsed_ahead else parse_yaml(source.display, source.data, limits)
+                file_problems.extend(parsed.problems)
+                for doc in parsed.documents:
+                    if doc.value is None:
+                        continue  # an empty document, e.g. after a trailing '---'
+                    located = _validate_document(source.display, doc, locator, file_problems)
+                    if located is not None:
+                        file_documents.append(located)
+                cached = (file_documents, file_problems)
+                if cache is not None:
+                    cache.put(source, cached)
+            documents.extend(cached[0])
+            problems.extend(cached[1])
+    finally:
+        if parsed_ahead is not None:
+            parsed_ahead.close()  # the worker pool ends with it
     return documents, problems
 
 
@@ -426,7 +475,7 @@ def _problems_from(
         if loc and loc[-1] == "[key]":
             loc, on_key = loc[:-1], True
         path: Path = tuple(p for p in loc if isinstance(p, str | int))
-        allowed = _allowed_fields(model, path[:-1]) if error["type"] == "extra_forbidden" else None
+        allowed = allowed_fields(model, path[:-1]) if error["type"] == "extra_forbidden" else None
         line, column = locator.position(file, doc.index, path, key=on_key)
         found.append(
             SpecProblem(
@@ -440,35 +489,3 @@ def _problems_from(
             )
         )
     return found
-
-
-def _allowed_fields(model: type[BaseModel], path: Path) -> list[str]:
-    """Field names (as written in YAML) accepted by the model found at `path`."""
-    current: Any = model
-    for part in path:
-        if isinstance(part, int):
-            continue
-        target = model_inside(current)
-        if target is None:
-            return []
-        match = next((f for n, f in target.model_fields.items() if (f.alias or n) == part), None)
-        if match is None:
-            return []
-        current = match.annotation
-    target = model_inside(current)
-    if target is None:
-        return []
-    return sorted(f.alias or n for n, f in target.model_fields.items())
-
-
-def model_inside(annotation: Any) -> type[BaseModel] | None:
-    """The pydantic model inside `X`, `X | None`, `list[X]` or `dict[str, X]`."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, pytypes.UnionType, list, dict, typing.Annotated):
-        for arg in typing.get_args(annotation):
-            found = model_inside(arg)
-            if found is not None:
-                return found
-    return None

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import types as pytypes
+import typing
 from typing import Any
 
+from pydantic import BaseModel
 from pydantic_core import ErrorDetails
 
 from hecate_agent.spec import templates, types
@@ -114,3 +117,35 @@ def friendly_message(error: ErrorDetails, allowed_fields: list[str] | None = Non
     if kind == "string_too_long":
         return f"is longer than {ctx.get('max_length')} characters"
     return f"{error['msg']} (got {describe_input(given)})"
+
+
+def allowed_fields(model: type[BaseModel], path: tuple[str | int, ...]) -> list[str]:
+    """Field names (as written in YAML) accepted by the model found at `path`."""
+    current: Any = model
+    for part in path:
+        if isinstance(part, int):
+            continue
+        target = model_inside(current)
+        if target is None:
+            return []
+        match = next((f for n, f in target.model_fields.items() if (f.alias or n) == part), None)
+        if match is None:
+            return []
+        current = match.annotation
+    target = model_inside(current)
+    if target is None:
+        return []
+    return sorted(f.alias or n for n, f in target.model_fields.items())
+
+
+def model_inside(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside `X`, `X | None`, `list[X]` or `dict[str, X]`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, pytypes.UnionType, list, dict, typing.Annotated):
+        for arg in typing.get_args(annotation):
+            found = model_inside(arg)
+            if found is not None:
+                return found
+    return None

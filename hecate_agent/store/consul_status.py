@@ -103,6 +103,19 @@ class ConsulPublisher:
                 return self._failed(exc)
             return self._flush()
 
+    def renew_session(self) -> None:
+        """Renew the session now (a command has no heartbeat; a daemon's may be due): an expired one is
+        forgotten, so the next use makes a new one instead of failing with it. Consul unreachable: unchanged."""
+        with self.lock:
+            if self.session is None:
+                return
+            try:
+                self.client.session.renew(self.session)
+            except consul.NotFound:
+                self._lost_session()
+            except (consul.ConsulException, OSError, ValueError):
+                return
+
     def ensure_session(self) -> str:
         """The node's session (created if needed): rollout slots live and die with it, like the status."""
         with self.lock:

@@ -79,17 +79,18 @@ class Snapshot:
     revision: str
     applied_at: str
     fingerprint: str
-    # Each target's part (`Target.to_snapshot`): Caddy's full config, Nginx's files and listeners, DNS records.
+    # Each target's part (`Target.to_snapshot`): Caddy's full config, Nginx's files and listeners.
     caddy_config: dict[str, Any] = field(default_factory=dict)  # the full config Caddy was given
     nginx_files: dict[str, str] = field(default_factory=dict)
     nginx_listeners: list[dict[str, Any]] = field(default_factory=list)
-    dns_records: dict[str, Any] = field(default_factory=dict)  # the fleet's own DNS records (targets/dns.py)
     specs: dict[str, Any] = field(default_factory=dict)
     plan_summary: dict[str, int] = field(default_factory=dict)
     sequence: int = 0
     # The resolved secret values inside caddy_config, so that they stay redacted after a
     # restart or a rotation (the file is 0600, like the config that holds them anyway).
     sensitive: list[str] = field(default_factory=list)
+    # The parts of targets added later (Authentik, DNS), by target name; absent in older snapshots.
+    parts: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         # Shallow on purpose: dataclasses.asdict deep-copies megabytes of config for nothing.

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from hecate_agent.engine.errors import ApplyError
 from hecate_agent.engine.ports import TargetLive
 from hecate_agent.render.caddy import ID_PREFIX, PLAIN_SUFFIX, CaddySettings, merge, parse_listen
+from hecate_agent.render.caddy_layout import ungroup
 from hecate_agent.targets import sockets
 from hecate_agent.targets.caddy_admin import CaddyAdmin, CaddyConflictError, CaddyError
 
@@ -66,7 +67,8 @@ def caddy_resources(config: Mapping[str, Any] | None, server: str) -> tuple[dict
             continue
         plain = name != server
         body = dict(servers[name])
-        routes = body.pop("routes", None) or []
+        # Grouped routes (render/caddy_layout.py) are planned one by one, as in a flat list.
+        routes = ungroup(body.pop("routes", None) or [], ID_PREFIX)
         leftovers = []
         for route in routes:
             route_id = str(route.get("@id", "")) if isinstance(route, dict) else ""

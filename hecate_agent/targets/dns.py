@@ -3,7 +3,7 @@
 Over `hecate_agent.dns.target.DnsTarget` (provider, ownership labels, plan,
 apply with undo, propagation wait). The provider and its API token come from
 the revision (`global.dns` in config.yaml), so the engine binds the target to
-each revision before reading (engine/phases.py); the token is resolved by the
+each revision before reading (`bind`, engine/fleetwide.py); the token is resolved by the
 node's secrets (environment, Vault) and lives only inside the provider.
 
 - State: `{"zones", "rrsets"}`: every RRSet this fleet owns, and the ones that
@@ -14,10 +14,14 @@ node's secrets (environment, Vault) and lives only inside the provider.
 - Apply: replacements, creates and updates, then (with `sync.waitForDNS`) the
   wait until every authoritative server answers; a timeout undoes them and the
   engine rolls back. Records of removed routes (policy `sync`) are deleted in
-  `commit`, after Caddy stopped serving the route.
-- One node writes for the fleet: the holder of `<prefix>/leaders/dns` with
-  Consul, else the node with `dns.manage: true`. Any other node only waits,
-  bounded by `sync.dnsTimeout`, until the records its routes need exist.
+  `retire`, after Caddy stopped serving the route and before verification; a
+  failure there rolls every target back (engine/fleetwide.py).
+- One node writes for the fleet (`FleetRole("dns")`): the holder of
+  `<prefix>/leaders/dns` with Consul, else the node with `dns.manage: true`. Any
+  other node only waits, bounded by `sync.dnsTimeout`, until the records its
+  routes need exist.
+- Plans show each record (`DnsRecord/<fqdn>/<type>`) with its type, values and
+  TTL on create and delete too (`plan_whole`).
 """
 
 from __future__ import annotations
@@ -25,16 +29,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from hecate_agent.dns.desired import DesiredRRSet, DnsRoute, RecordTarget, desired_rrsets, is_owned
 from hecate_agent.dns.plan import Change, DnsChangeSet, LiveDns, LiveRRSet
 from hecate_agent.dns.provider import DnsError, DnsProvider
 from hecate_agent.dns.target import DnsSnapshot, DnsTarget
 from hecate_agent.engine.errors import ApplyError
+from hecate_agent.engine.fleetwide import FleetRole
 from hecate_agent.engine.ports import TargetLive
 from hecate_agent.errors import HecateError
-from hecate_agent.logs import get_logger
 from hecate_agent.secrets import Reference, SecretError, SecretResolver
 from hecate_agent.spec.templates import template_references
 
@@ -47,35 +51,6 @@ if TYPE_CHECKING:
 ORDER = 10
 TOKEN_FIELD = "global.dns.apiToken"
 ProviderFactory = Callable[[str, str], DnsProvider]  # (endpoint, token) -> provider
-
-
-class Leadership(Protocol):
-    """Who writes the fleet's records: `leads()` at apply (may take a free lead), `writes()` at plan and
-    status (only asks), `leader()` names the writer when known, `not_leading` says why this node does not."""
-
-    not_leading: str
-
-    def leads(self) -> bool: ...
-    def writes(self) -> bool: ...
-    def leader(self) -> str | None: ...
-
-
-@dataclass
-class StaticLeadership:
-    """Without Consul: agent.yaml `dns.manage` decides."""
-
-    manage: bool
-    not_leading: str = "agent.yaml dns.manage is false"
-    writer: str | None = None
-
-    def leads(self) -> bool:
-        return self.manage
-
-    def writes(self) -> bool:
-        return self.manage
-
-    def leader(self) -> str | None:
-        return self.writer
 
 
 class DnsTargetError(HecateError):
@@ -198,6 +173,7 @@ class DnsEngineTarget:
 
     name = "dns"
     order = ORDER
+    plan_whole = True  # small records: plans show type, values and TTL on create and delete
 
     def __init__(
         self,
@@ -205,14 +181,14 @@ class DnsEngineTarget:
         sync: SyncSettings,
         resolver: SecretResolver,
         *,
-        leadership: Leadership,
+        role: FleetRole,
         provider_factory: ProviderFactory | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = settings
         self.sync = sync
         self.resolver = resolver
-        self.leadership = leadership
+        self.role = role
         self.provider_factory = provider_factory or _hetzner
         self.sleep = sleep
         self.config: DnsConfig | None = None
@@ -285,13 +261,11 @@ class DnsEngineTarget:
             "changes": [c.to_dict() for c in changes.changes],
         }
 
-    def plan_lines(self, desired: Any) -> list[str]:
-        """Each change with its values and TTL (`+ dns A app.example.com 192.0.2.10 ttl 300 (route app)`)."""
-        lines = [Change.from_dict(c).describe() for c in (desired or {}).get("changes", ())]
-        if lines and not self.leadership.writes():
-            why = self.leadership.not_leading
-            lines.append(f"dns: this node does not write DNS records ({why}); it waits for the writer")
-        return lines
+    def plan_notes(self, desired: Any) -> list[str]:
+        """On a node that would not write (another node leads): that it waits for the writer's records."""
+        if not (desired or {}).get("changes") or self.role.would_act():
+            return []
+        return [f"dns: this node does not write DNS records ({self.role.describe()}); it waits for the writer"]
 
     def owned(self, state: Any) -> Any:
         """The fleet's own records, in the shape of a state (so `resources` reads it too)."""
@@ -304,10 +278,10 @@ class DnsEngineTarget:
         return [r for r in (state or {}).get("rrsets", ()) if is_owned(r.get("labels"), self.settings.owner)]
 
     def of_snapshot(self, snapshot: Snapshot) -> Any:
-        return snapshot.dns_records
+        return snapshot.parts.get(self.name) or {}
 
     def to_snapshot(self, prepared: Prepared) -> dict[str, Any]:
-        return {"dns_records": {"rrsets": self._owned_rrsets(prepared.desired.get(self.name))}}
+        return {"parts": {self.name: {"rrsets": self._owned_rrsets(prepared.desired.get(self.name))}}}
 
     def preflight(self, prepared: Prepared) -> list[str]:
         del prepared
@@ -321,7 +295,7 @@ class DnsEngineTarget:
         now, later = after_removals(changes)
         return {
             "config": self.config.to_dict(),
-            "readonly": not self.leadership.leads(),
+            "readonly": not self.role.acts(),
             "changed": False,
             "before": self._owned_rrsets(prepared.live.state(self.name)),
             "now": [c.to_dict() for c in now],
@@ -331,56 +305,23 @@ class DnsEngineTarget:
     def apply(self, prepared: Prepared, record: dict[str, Any], save: Callable[[], None]) -> None:
         assert self.config is not None
         self._apply(record, save)
-        self._owned_seen = len(self._owned_rrsets(prepared.desired.get(self.name)))  # removals follow in commit
+        self._owned_seen = len(self._owned_rrsets(prepared.desired.get(self.name)))  # removals follow in retire
 
     def _apply(self, record: dict[str, Any], save: Callable[[], None]) -> None:
         assert self.config is not None
         now = [Change.from_dict(c) for c in record["now"]]
         timeout = self.sync.dns_timeout.seconds
         if record["readonly"]:
-            self._await_leader(now, timeout)
+            await_writer(self, now, timeout)
             return
         if not now:
-            return  # only removals: they follow the proxies, in commit
+            return  # only removals: they follow the proxies, in retire
         record["changed"] = True
         save()
         try:
             self.core().apply(DnsChangeSet(tuple(now)), wait_timeout=timeout if self.config.wait else None)
         except DnsError as exc:
             raise ApplyError("dns", str(exc)) from None
-
-    def _await_leader(self, now: list[Change], timeout: float) -> None:
-        """A node that does not write DNS waits (bounded) until the writer made what its routes need."""
-        deadline = time.monotonic() + timeout
-        missing: list[str] = [c.describe() for c in now]
-        delay = 0.5
-        while missing:
-            try:
-                live = self.read().state
-            except DnsTargetError as exc:
-                raise ApplyError("dns", str(exc)) from None
-            have = {rrset_of(r).ident: rrset_of(r) for r in live.get("rrsets", ())}
-            missing = [c.describe() for c in now if not _holds(have, c)]
-            remaining = deadline - time.monotonic()
-            if not missing or remaining <= 0:
-                break
-            self.sleep(min(delay, remaining))
-            delay = min(delay * 2, 10.0)
-        if missing:
-            who = self.leadership.leader() or "no node holds the lead"
-            raise ApplyError(
-                "dns",
-                f"this node does not write DNS records ({self.leadership.not_leading}; the writer: {who}) and after "
-                f"{timeout:g}s (sync.dnsTimeout) the records its routes need are still missing: "
-                + "; ".join(missing)
-                + ". Nothing was applied; retried. Check the writing node's status, or set dns.manage: true on "
-                "exactly one node of a fleet without Consul",
-            )
-        if self.config is not None and self.config.wait and now:
-            try:
-                self.core().wait_propagated(now, max(1.0, deadline - time.monotonic()))
-            except DnsError as exc:
-                raise ApplyError("dns", str(exc)) from None
 
     def restore(self, record: dict[str, Any], live: TargetLive | None = None) -> None:
         del live
@@ -411,16 +352,30 @@ class DnsEngineTarget:
         return all(_holds(have, Change.from_dict(c)) for c in record.get("now", ()))
 
     def finish(self, record: dict[str, Any]) -> None:
-        del record  # the removals are planned again by the next cycle
+        """After a crash with the new records in place: the removals that had not run yet."""
+        if self.config is None and not record.get("readonly"):
+            self.config = DnsConfig.from_dict(record["config"])
+        self._remove(record, lambda: None)
 
-    def commit(self, record: dict[str, Any]) -> None:
+    def retire(self, prepared: Prepared, record: dict[str, Any], save: Callable[[], None]) -> None:
+        """The records of removed routes, once the proxies stopped serving them (engine/fleetwide.py);
+        a failure rolls every target back, these records included."""
+        del prepared
+        self._remove(record, save)
+
+    def _remove(self, record: dict[str, Any], save: Callable[[], None]) -> None:
         later = [Change.from_dict(c) for c in record.get("later", ())]
         if record.get("readonly") or not later:
             return
+        record["changed"] = True
+        save()
         try:
             self.core().apply(DnsChangeSet(tuple(later)))
         except (DnsError, DnsTargetError) as exc:
-            get_logger().warning("dns removal failed; retried with the next plan", error=str(exc))
+            raise ApplyError("dns", f"cannot delete the records of removed routes: {exc}") from None
+
+    def commit(self, record: dict[str, Any]) -> None:
+        del record  # removals happen in retire
 
     def component(self) -> dict[str, Any] | None:
         """For the status document: what this node does about DNS, and what it last saw."""
@@ -429,7 +384,8 @@ class DnsEngineTarget:
         return {
             "provider": "hetzner",
             "policy": self.config.policy,
-            "writer": self.leadership.writes(),
+            "writer": self.role.would_act(),
+            "role": self.role.describe(),
             "ownedRecords": self._owned_seen,
             "waitForDNS": self.config.wait,
         }
@@ -438,6 +394,39 @@ class DnsEngineTarget:
         if self._core is not None:
             self._core.close()
             self._core = None
+
+
+def await_writer(target: DnsEngineTarget, now: list[Change], timeout: float) -> None:
+    """A node that does not write DNS waits (bounded) until the writer made what its routes need."""
+    deadline = time.monotonic() + timeout
+    missing: list[str] = [c.describe() for c in now]
+    delay = 0.5
+    while missing:
+        try:
+            live = target.read().state
+        except DnsTargetError as exc:
+            raise ApplyError("dns", str(exc)) from None
+        have = {rrset_of(r).ident: rrset_of(r) for r in live.get("rrsets", ())}
+        missing = [c.describe() for c in now if not _holds(have, c)]
+        remaining = deadline - time.monotonic()
+        if not missing or remaining <= 0:
+            break
+        target.sleep(min(delay, remaining))
+        delay = min(delay * 2, 10.0)
+    if missing:
+        raise ApplyError(
+            "dns",
+            f"this node does not write DNS records ({target.role.describe()}) and after "
+            f"{timeout:g}s (sync.dnsTimeout) the records its routes need are still missing: "
+            + "; ".join(missing)
+            + ". Nothing was applied; retried. Check the writing node's status, or set dns.manage: true on "
+            "exactly one node of a fleet without Consul",
+        )
+    if target.config is not None and target.config.wait and now:
+        try:
+            target.core().wait_propagated(now, max(1.0, deadline - time.monotonic()))
+        except DnsError as exc:
+            raise ApplyError("dns", str(exc)) from None
 
 
 def _holds(have: Mapping[tuple[str, str, str], LiveRRSet], change: Change) -> bool:

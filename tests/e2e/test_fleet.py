@@ -144,7 +144,10 @@ def test_a_fleet_rolls_out_two_at_a_time_halts_a_bad_revision_and_takes_the_fix(
             agent.wait_applied(fixed, timeout=90)
         assert max_holders(logs(agents), fixed) <= 2
         assert all(http_get(a.node.caddy.http_port, "app.example.com").json()["upstream"] == "other" for a in agents)
-        assert all(s["phase"] == "Synced" for s in (a.status() for a in agents))
+        # applied is recorded before the reconcile's one status write: wait for that write.
+        assert wait_until(lambda: all(a.status()["phase"] == "Synced" for a in agents), timeout=15), [
+            (a.status()["node"], a.status()["phase"], a.status().get("lastAttempt")) for a in agents
+        ]
 
 
 def test_resume_then_wait_for_with_the_short_revision_takes_the_halted_revision_everywhere(fleet) -> None:

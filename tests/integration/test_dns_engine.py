@@ -90,7 +90,7 @@ def test_the_design_documents_config_creates_records_before_the_route_and_delete
         fleet: Fleet, servers: tuple[AuthoritativeDns, AuthoritativeDns]) -> None:  # noqa: F811
     caddy = fleet.node.target("caddy")
     assert caddy is not None
-    real_apply, real_commit = caddy.apply, fleet.dns.commit
+    real_apply, real_retire = caddy.apply, fleet.dns.retire
 
     def caddy_apply(prepared: Any, record: Any, save: Any) -> None:
         # DNS first: every authoritative server answers for the new name before Caddy is changed.
@@ -98,18 +98,19 @@ def test_the_design_documents_config_creates_records_before_the_route_and_delete
         fleet.events.append(f"caddy applies; dns answers {answers}; serving {fleet.serves('app.example.com')}")
         real_apply(prepared, record, save)
 
-    def dns_commit(record: Any) -> None:
+    def dns_retire(prepared: Any, record: Any, save: Any) -> None:
         if record["later"]:
             fleet.events.append(f"dns removes; serving {fleet.serves('app.example.com')}; "
                                 f"record {fleet.record('app') is not None}")
-        real_commit(record)
+        real_retire(prepared, record, save)
 
     caddy.apply = caddy_apply  # type: ignore[method-assign]
-    fleet.dns.commit = dns_commit  # type: ignore[method-assign]
+    fleet.dns.retire = dns_retire  # type: ignore[method-assign]
 
     planned = fleet.engine.prepare(load_specs(fleet.files("app.example.com")).state, "rev-plan")[0]
     assert planned is not None
-    assert "+ dns A app.example.com 203.0.113.10 ttl 300 (route r0)" in planned.plan.notes
+    (shown,) = [c for c in planned.plan.changes if c.kind == "DnsRecord"]
+    assert {f.path: f.after for f in shown.fields} == {"type": "A", "values": ["203.0.113.10"], "ttl": 300}
     assert {c.key: c.action for c in planned.plan.changes if c.kind == "DnsRecord"} == {
         "DnsRecord/app.example.com/A": "create"}
 
@@ -122,7 +123,8 @@ def test_the_design_documents_config_creates_records_before_the_route_and_delete
     assert labels == {"managed-by": "hecate", "hecate-owner": "fleet-eu", "hecate-route": "r0"}
     assert fleet.status["phase"] == "Synced"
     assert fleet.status["components"]["dns"] == {
-        "provider": "hetzner", "policy": "sync", "writer": True, "ownedRecords": 1, "waitForDNS": True}
+        "provider": "hetzner", "policy": "sync", "writer": True, "ownedRecords": 1, "waitForDNS": True,
+        "role": "provisions (manage: true)"}
 
     fleet.events.clear()
     result = fleet.apply("keep.example.com")
@@ -208,7 +210,8 @@ def test_a_wildcard_with_letsencrypt_on_debians_caddy_is_a_capability_error(node
 
 
 def test_with_consul_only_the_holder_of_the_dns_lock_writes(tmp_path: Any) -> None:
-    from hecate_agent.runtime.wiring import ConsulLeadership, build_node, share_publisher
+    from hecate_agent.engine.fleetwide import FleetRole, use_publisher
+    from hecate_agent.runtime.wiring import build_node
     from hecate_agent.settings import AgentSettings
     from hecate_agent.store.consul_status import ConsulPublisher
     from tests.support.consul_server import FakeConsul
@@ -225,28 +228,28 @@ def test_with_consul_only_the_holder_of_the_dns_lock_writes(tmp_path: Any) -> No
             return found
 
         one, two = target("edge-1"), target("edge-2")
-        lead_one, lead_two = one.leadership, two.leadership
-        assert not lead_one.writes()  # planning never takes the lead
-        assert lead_one.leads() and not lead_two.leads()
-        assert lead_one.writes() and not lead_two.writes()
-        assert lead_two.leader() == "edge-1"
-        assert lead_two.not_leading == "it does not hold the Consul lock hecate/leaders/dns"
+        assert one.role.would_act() and two.role.would_act()  # nobody leads yet: either would take it
+        assert one.role.leader() is None  # planning never takes the lead
+        assert one.role.acts() and not two.role.acts()
+        assert one.role.would_act() and not two.role.would_act()
+        assert two.role.leader() == "edge-1"
+        assert two.role.describe() == "read-only (edge-1 holds hecate/leaders/dns)"
         # The daemon's publisher (renewed by its heartbeat) takes over the lock's session; the node still leads.
         node = build_node(AgentSettings.model_validate({
             "node": {"name": "edge-1"}, "stateDir": str(tmp_path / "daemon"),
             "consul": {"address": f"http://127.0.0.1:{consul.port}"}, "dns": {"provisioning": "agent"}}),
             environment={}, capabilities=CaddyCapabilities())
         daemon_publisher = ConsulPublisher(f"http://127.0.0.1:{consul.port}", "edge-1")
-        share_publisher(node, daemon_publisher)
+        use_publisher(node.targets, daemon_publisher)
         found = node.target("dns")
-        assert isinstance(found, DnsEngineTarget) and isinstance(found.leadership, ConsulLeadership)
-        assert found.leadership.election.publisher is daemon_publisher
-        assert found.leadership.leads()  # held by edge-1's other process: this node writes
+        assert isinstance(found, DnsEngineTarget) and isinstance(found.role, FleetRole)
+        assert found.role.publisher is daemon_publisher
+        assert found.role.acts()  # held by edge-1's other process: this node writes
         # Its session dies (expired while Consul was away): the next apply makes a new one and leads again.
         with consul.state.lock:
             consul.state.invalidate(str(daemon_publisher.session))
-        one.leadership.election.publisher.close()  # type: ignore[union-attr]  # edge-1's first process ends
-        assert found.leadership.leader() is None
-        assert found.leadership.leads() and found.leadership.writes()
+        one.role.release()  # edge-1's first process ends
+        assert found.role.leader() is None
+        assert found.role.acts() and found.role.would_act()
     finally:
         consul.close()

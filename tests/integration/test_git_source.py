@@ -109,7 +109,7 @@ def test_a_thousand_polls_leave_files_processes_and_memory_flat(tmp_path: Path) 
         if i % 250 == 0:
             source.cache.files.clear()  # force real object reads (cat-file) now and then
     gc.collect()
-    assert open_fds() == fds
+    assert open_fds() <= fds  # a leak grows the count; another thread of the test process may close one
     assert children() == kids == 0
     grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss
     assert grown_kib < 10 * 1024, f"max RSS grew by {grown_kib} KiB over 1,000 polls"

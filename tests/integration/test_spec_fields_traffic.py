@@ -102,8 +102,9 @@ def test_plan_and_apply_fail_closed_until_the_node_declares_authentik_provisioni
         assert "neither config.yaml (global.authentik.outpostUrl) nor this node's agent.yaml" in planned.stderr
         assert (
             "AuthPolicy/secure: requirements.mfa (required) cannot be enforced on this node: the proxy cannot check "
-            "it and agent.yaml configures no Authentik provisioning. Configure Authentik to enforce it and declare "
-            "that in agent.yaml with `authentik: {provisioning: external}`, or remove requirements.mfa from the policy"
+            "it and agent.yaml configures no Authentik provisioning. Let the agent provision Authentik (`authentik: "
+            "{provisioning: agent, url: ..., tokenFile: ...}` in agent.yaml), or configure Authentik yourself and "
+            "declare that with `authentik: {provisioning: external}`, or remove requirements.mfa from the policy"
         ) in planned.stderr
         node.configure(authentik={"outpostUrl": "http://127.0.0.1:9"})
         refused = node.cli("apply", str(repo), "--yes")

@@ -121,6 +121,8 @@ class AuthentikState:
         self.objects: dict[str, dict[str, dict[str, Any]]] = {c.kind: {} for c in COLLECTIONS}
         self.next_provider = 1
         self.requests: list[tuple[str, str]] = []
+        self.tokens = {token}  # more with FakeAuthentik.add_token: one per agent, to tell their writes apart
+        self.writes: list[tuple[str, str, str]] = []  # (token, method, path) of every write request
         self.problems: list[str] = []  # invalid requests/responses: a test fixture asserts none
         for slug, designation, authentication in DEFAULT_FLOWS:
             self.add("flow", {"name": slug.replace("-", " ").title(), "slug": slug, "title": slug,
@@ -242,6 +244,10 @@ class FakeAuthentik(ThreadingHTTPServer):
     def token(self) -> str:
         return self.state.token
 
+    def add_token(self, token: str) -> None:
+        with self.state.lock:
+            self.state.tokens.add(token)
+
     def all(self, kind: str) -> list[dict[str, Any]]:
         with self.state.lock:
             return [render(self.state, kind, o) for o in self.state.objects[kind].values()]
@@ -278,7 +284,9 @@ class _Handler(BaseHTTPRequestHandler):
         if server.down:
             self._reply(503, {"detail": "Service Unavailable"})
             return
-        if self.headers.get("Authorization") != f"Bearer {state.token}":
+        given = str(self.headers.get("Authorization") or "")
+        token = given.removeprefix("Bearer ")
+        if not given.startswith("Bearer ") or token not in state.tokens:
             # Authentik's API authentication sends a WWW-Authenticate header, so DRF answers 401 (not 403).
             detail = "Token invalid/expired" if self.headers.get("Authorization") else "Authentication credentials " \
                 "were not provided."
@@ -288,6 +296,8 @@ class _Handler(BaseHTTPRequestHandler):
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         with state.lock:
             state.requests.append((self.command, url.path))
+            if self.command != "GET":
+                state.writes.append((token, self.command, url.path))
             if self.command != "GET":
                 if server.fail_after_writes is not None and server.fail_after_writes <= 0:
                     server.failures -= 1

@@ -14,13 +14,14 @@ from hecate_agent.dns.desired import DesiredRRSet, owner_labels
 from hecate_agent.dns.plan import LiveRRSet
 from hecate_agent.dns.propagation import PropagationTimeoutError
 from hecate_agent.dns.provider import DnsError, Pending, ZoneInfo
+from hecate_agent.engine.fleetwide import FleetRole
 from hecate_agent.engine.outcomes import Outcome
 from hecate_agent.engine.prepare import prepare
 from hecate_agent.engine.reconcile import Engine, Result
 from hecate_agent.engine.transaction import recover
 from hecate_agent.runtime.drift import detect
 from hecate_agent.secrets import SecretResolver
-from hecate_agent.targets.dns import DnsEngineTarget, StaticLeadership
+from hecate_agent.targets.dns import DnsEngineTarget
 from tests.fakes import Crash, CrashingStore, MemorySink, MemorySource, MemoryTarget, Verifier, fake_node, fake_targets
 from tests.helpers import config, desired_state, dump_yaml, route
 
@@ -90,7 +91,7 @@ class DnsWorld:
         assert self.node.settings.dns is not None
         self.dns = DnsEngineTarget(
             self.node.settings.dns, self.node.settings.sync, SecretResolver({"HETZNER_API_TOKEN": TOKEN}),
-            leadership=StaticLeadership(manage, writer="edge-1"),
+            role=FleetRole("dns", static=manage),
             provider_factory=lambda endpoint, token: self.provider,
             sleep=lambda seconds: None,
         )
@@ -127,7 +128,8 @@ def test_a_new_route_gets_its_records_before_caddy_and_a_removed_one_loses_them_
     assert all(r.labels["hecate-owner"] == "fleet-a" for r in world.provider.sets.values())
     status = json.loads((tmp_path / "status.json").read_text())
     assert status["components"]["dns"] == {
-        "provider": "hetzner", "policy": "sync", "writer": True, "ownedRecords": 2, "waitForDNS": False}
+        "provider": "hetzner", "policy": "sync", "writer": True, "ownedRecords": 2, "waitForDNS": False,
+        "role": "provisions (manage: true)"}
     plan = result.prepared.plan if result.prepared else None
     assert plan is not None
     shown = {c.key: c.action for c in plan.changes if c.kind == "DnsRecord"}
@@ -143,6 +145,21 @@ def test_a_new_route_gets_its_records_before_caddy_and_a_removed_one_loses_them_
         "dns delete A app.example.com",
         "dns delete AAAA app.example.com",
     ]
+
+
+def test_a_failed_removal_rolls_caddy_and_the_records_back_before_verification(tmp_path: Path) -> None:
+    world = DnsWorld(tmp_path)
+    assert world.reconcile(world.files("app.example.com")).outcome == Outcome.APPLIED
+    world.events.clear()
+    world.provider.fail_on = "delete AAAA app.example.com"
+    result = world.reconcile(world.files("other.example.com"))
+    assert result.outcome == Outcome.ROLLED_BACK
+    assert "cannot delete the records of removed routes" in result.error
+    assert world.events[:4] == [
+        "dns create A other.example.com", "dns create AAAA other.example.com", "apply caddy",
+        "dns delete A app.example.com"]
+    assert "restore caddy" in world.events[4:]
+    assert set(world.records()) == {"A app.example.com", "AAAA app.example.com"}  # as before: put back
 
 
 def test_upsert_only_keeps_the_records_of_a_removed_route(tmp_path: Path) -> None:
@@ -208,7 +225,7 @@ def test_a_node_that_does_not_lead_writes_nothing_and_waits_for_the_writer(tmp_p
     world = DnsWorld(tmp_path, manage=False)
     result = world.reconcile(world.files("app.example.com"))
     assert result.outcome == Outcome.ROLLED_BACK
-    assert "this node does not write DNS records (agent.yaml dns.manage is false; the writer: edge-1)" in result.error
+    assert "this node does not write DNS records (read-only (manage: false)) and after 2s" in result.error
     assert "+ dns A app.example.com 192.0.2.10" in result.error
     assert world.events == []
     # The writer made them: the route applies without a write here.
@@ -227,7 +244,9 @@ def test_the_plan_shows_records_and_never_the_token(tmp_path: Path) -> None:
     prepared = prepare(world.node, state, "rev-1")
     (change,) = [c for c in prepared.plan.changes if c.kind == "DnsRecord"]
     assert change.key == "DnsRecord/app.example.com/CNAME"
-    assert "+ dns CNAME app.example.com lb.example.net. ttl 300 (route r0)" in prepared.plan.notes
+    assert change.action == "create"  # shown whole (plan_whole): type, values, TTL
+    assert {f.path: f.after for f in change.fields} == {
+        "type": "CNAME", "values": ["lb.example.net."], "ttl": 300}
     assert TOKEN not in json.dumps(prepared.plan.to_dict())
 
 
@@ -235,10 +254,10 @@ def test_a_node_that_does_not_write_says_so_in_its_plan(tmp_path: Path) -> None:
     world = DnsWorld(tmp_path, manage=False)
     state = desired_state(route("r0", "app.example.com", tls=PLAIN), global_config=config(dns={
         "provider": "hetzner", "apiToken": "${HETZNER_API_TOKEN}", "target": {"addresses": ["192.0.2.10"]}}))
-    notes = prepare(world.node, state, "rev-1").plan.notes
-    assert "+ dns A app.example.com 192.0.2.10 ttl 300 (route r0)" in notes
-    assert ("dns: this node does not write DNS records (agent.yaml dns.manage is false); it waits for the writer"
-            in notes)
+    plan = prepare(world.node, state, "rev-1").plan
+    assert [c.key for c in plan.changes if c.kind == "DnsRecord"] == ["DnsRecord/app.example.com/A"]
+    assert plan.notes.count(
+        "dns: this node does not write DNS records (read-only (manage: false)); it waits for the writer") == 1
 
 
 def test_a_crash_before_caddy_is_resolved_by_a_new_process_from_the_journal(tmp_path: Path) -> None:

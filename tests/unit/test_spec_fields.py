@@ -125,12 +125,17 @@ def test_authentik_only_fields_stop_the_plan_without_provisioning(spec: dict[str
     verdict = node_verdict(state, None, None)
     assert verdict.errors == [
         f"AuthPolicy/staff: {shown} cannot be enforced on this node: the proxy cannot check it and agent.yaml "
-        "configures no Authentik provisioning. Configure Authentik to enforce it and declare that in agent.yaml "
-        f"with `authentik: {{provisioning: external}}`, or remove {field} from the policy"
+        "configures no Authentik provisioning. Let the agent provision Authentik (`authentik: {provisioning: "
+        "agent, url: ..., tokenFile: ...}` in agent.yaml), or configure Authentik yourself and declare that with "
+        f"`authentik: {{provisioning: external}}`, or remove {field} from the policy"
     ]
     assert verdict.notes == []
-    agent = node_verdict(state, AuthentikNodeSettings(provisioning="agent"), None)
-    assert "authentik.provisioning: agent is not available in this version yet" in agent.errors[0]
+    agent_settings = AuthentikNodeSettings(provisioning="agent", url="http://127.0.0.1:9", tokenFile="/dev/null")
+    agent = node_verdict(state, agent_settings, None)
+    assert agent.errors == []
+    assert agent.notes == [
+        f"AuthPolicy/staff: {shown} enforced by Authentik, provisioned by the agent (authentik.provisioning: agent)"
+    ]
     external = node_verdict(state, EXTERNAL, None)
     assert external.errors == []
     assert external.notes == [
