@@ -195,6 +195,7 @@ class DnsEngineTarget:
         self._core: DnsTarget | None = None
         self._core_key: tuple[str, str, str, bool] | None = None
         self._owned_seen: int | None = None
+        self._health: dict[str, Any] = {"healthy": True, "detail": "not read yet"}
 
     # --- binding and reading -------------------------------------------------------------------
 
@@ -226,10 +227,13 @@ class DnsEngineTarget:
         domains = {r.domain.lower().rstrip(".") for r in self.config.routes}
         try:
             live = self.core().read_live(domains)
-        except DnsError as exc:
-            raise DnsTargetError(f"dns: cannot read the records at the provider: {exc}") from None
+        except (DnsError, DnsTargetError) as exc:
+            message = str(exc) if isinstance(exc, DnsTargetError) else f"cannot read the records at the provider: {exc}"
+            self._health = {"healthy": False, "detail": message.removeprefix("dns: ")}
+            raise DnsTargetError(f"dns: {self._health['detail']}") from None
         kept = [r for r in live.rrsets if is_owned(r.labels, self.settings.owner) or r.fqdn in domains]
         self._owned_seen = sum(1 for r in kept if is_owned(r.labels, self.settings.owner))
+        self._health = {"healthy": True, "detail": f"the provider answers (owner id {self.settings.owner})"}
         return TargetLive({"zones": list(live.zones), "rrsets": [r.as_desired().to_dict() for r in kept]})
 
     # --- planning (pure) -------------------------------------------------------------------------
@@ -382,6 +386,7 @@ class DnsEngineTarget:
         if self.config is None:
             return None
         return {
+            **self._health,  # `hecate-agent status` shows healthy/detail (and the role)
             "provider": "hetzner",
             "policy": self.config.policy,
             "writer": self.role.would_act(),

@@ -124,7 +124,7 @@ def test_the_design_documents_config_creates_records_before_the_route_and_delete
     assert fleet.status["phase"] == "Synced"
     assert fleet.status["components"]["dns"] == {
         "provider": "hetzner", "policy": "sync", "writer": True, "ownedRecords": 1, "waitForDNS": True,
-        "role": "provisions (manage: true)"}
+        "role": "provisions (manage: true)", "healthy": True, "detail": "the provider answers (owner id fleet-eu)"}
 
     fleet.events.clear()
     result = fleet.apply("keep.example.com")

@@ -129,7 +129,7 @@ def test_a_new_route_gets_its_records_before_caddy_and_a_removed_one_loses_them_
     status = json.loads((tmp_path / "status.json").read_text())
     assert status["components"]["dns"] == {
         "provider": "hetzner", "policy": "sync", "writer": True, "ownedRecords": 2, "waitForDNS": False,
-        "role": "provisions (manage: true)"}
+        "role": "provisions (manage: true)", "healthy": True, "detail": "the provider answers (owner id fleet-a)"}
     plan = result.prepared.plan if result.prepared else None
     assert plan is not None
     shown = {c.key: c.action for c in plan.changes if c.kind == "DnsRecord"}
@@ -216,7 +216,11 @@ def test_the_provider_down_changes_nothing_and_is_an_error_retried(tmp_path: Pat
     result = world.reconcile(world.files("app.example.com"))
     assert result.outcome == Outcome.ERROR
     assert "dns: cannot read the records at the provider" in result.error
-    assert json.loads((tmp_path / "status.json").read_text())["phase"] == "Degraded"
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["phase"] == "Degraded"
+    dns = status["components"]["dns"]  # `hecate-agent status` shows it: healthy/detail
+    assert dns["healthy"] is False
+    assert dns["detail"] == "cannot read the records at the provider: GET /zones: connection refused"
     assert world.events == []
     assert TOKEN not in result.error
 
