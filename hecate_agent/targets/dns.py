@@ -396,6 +396,7 @@ class DnsEngineTarget:
         }
 
     def close(self) -> None:
+        self.role.release()  # a command's own session and lock end with it; a daemon's lock goes at shutdown
         if self._core is not None:
             self._core.close()
             self._core = None

@@ -248,7 +248,8 @@ def test_with_consul_only_the_holder_of_the_dns_lock_writes(tmp_path: Any) -> No
         # Its session dies (expired while Consul was away): the next apply makes a new one and leads again.
         with consul.state.lock:
             consul.state.invalidate(str(daemon_publisher.session))
-        one.role.release()  # edge-1's first process ends
+        one.close()  # edge-1's first process ends: its lock is released, its own session closed
+        assert one.role.publisher is not None and one.role.publisher.session is None
         assert found.role.leader() is None
         assert found.role.acts() and found.role.would_act()
     finally:
