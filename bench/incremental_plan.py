@@ -72,6 +72,7 @@ def main() -> None:
         with running_proxies(root) as (caddy, nginx):
             node_under_test = NodeUnderTest(root / "node", caddy, nginx)
             node = node_under_test.node()
+            node.plan_from_memory = True  # as the daemon does (`hecate-agent run`)
             source = GitSource(str(bare), "main", root / "mirror")
             cache = ParseCache()
             revision = source.fetch()

@@ -93,6 +93,7 @@ class Daemon:
         """Build everything that follows from the settings (at start and on SIGHUP)."""
         self.settings = settings
         self.node = self.node_factory(settings)
+        self.node.plan_from_memory = True  # plan applies against what was applied; If-Match guards it
         self.source: Source = make_source(settings)
         self.consul = make_publisher(settings)
         # A halted node does not queue on every sync; it waits on the halt key, and this wakes it.

@@ -195,8 +195,12 @@ class StateStore:
         try:
             write_atomic(self.snapshots_dir / f"{snapshot.sequence:08d}-{safe}.json", encoded)
             write_atomic(self.root / "last-applied.json", encoded)
+            info = (self.root / "last-applied.json").stat()
         except OSError as exc:
             raise StateError(f"cannot write a snapshot under {self.root}: {exc.strerror}") from None
+        # What was just written is what a read would return: no 5 MB re-read, and the next plan compares
+        # the last-known-good's config with the applied one by identity (targets/caddy_memory.py).
+        self._last_applied = ((info.st_ino, info.st_mtime_ns, info.st_size), snapshot)
         for old in sorted(self.snapshots_dir.glob("*.json"))[: -self.keep]:
             old.unlink(missing_ok=True)
         return snapshot
