@@ -180,6 +180,9 @@ def make_plan(
     for key in sorted(keys, key=_sort_key):
         kind, name = key.split("/", 1)
         want, have = desired.get(key), live.get(key)
+        if want is have and want is not None and (last is None or last.get(key) is have):
+            changes.append(ResourceChange(kind, name, "unchanged"))  # the same object: equal, no drift
+            continue
         if want == have:
             action = "unchanged"
         elif have is None or have == {}:

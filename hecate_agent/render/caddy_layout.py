@@ -170,9 +170,10 @@ def group_routes(
     by_depth: dict[int, int] = {}
     for host in hosts[exact_count:]:
         by_depth[_depth(host)] = by_depth.get(_depth(host), 0) + 1
+    exact_buckets = _exact_buckets(exact_count)
     for route, host in zip(routes[:count], hosts, strict=True):
         if not host.startswith("*."):
-            exact.setdefault(_bucket(host, _exact_buckets(exact_count)), []).append(route)
+            exact.setdefault(_bucket(host, exact_buckets), []).append(route)
         else:
             depth = _depth(host)
             bucket = _bucket(_wildcard_label(host), _buckets(by_depth[depth]))
