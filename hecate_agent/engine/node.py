@@ -36,6 +36,7 @@ class Node:
     # The daemon plans its applies against what the targets remember applying (engine/prepare.read_live);
     # one-shot commands and drift checks always read the live targets.
     plan_from_memory: bool = False
+    explain_plans: bool = True  # field-level changes in plans (the daemon shows none: plan.make_plan)
 
     def __post_init__(self) -> None:
         self.targets = sorted(self.targets, key=lambda t: t.order)

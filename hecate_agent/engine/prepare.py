@@ -186,6 +186,7 @@ def _prepare_rendered(
         unmanaged=unmanaged,
         secrets=secrets,
         notes=notes,
+        explain=node.explain_plans,
     )
     return Prepared(rendered, live, desired_states, needed, plan, last, secrets)
 

@@ -94,6 +94,7 @@ class Daemon:
         self.settings = settings
         self.node = self.node_factory(settings)
         self.node.plan_from_memory = True  # plan applies against what was applied; If-Match guards it
+        self.node.explain_plans = False  # its plans are summarized, never shown field by field
         self.source: Source = make_source(settings)
         self.consul = make_publisher(settings)
         # A halted node does not queue on every sync; it waits on the halt key, and this wakes it.
