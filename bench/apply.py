@@ -5,7 +5,8 @@ revisions that differ in every route are applied alternately, so each apply
 really changes Caddy. Measured in the same run:
 
 - cli:   `hecate-agent apply PATH --yes` as a fresh process (what an operator waits for);
-- core:  the apply transaction in-process (read live, plan, load, verify, record);
+- core:  the apply transaction in-process, as the daemon runs it (render, plan against the config it
+         applied, guards, journal, load under If-Match, verify, record);
 - raw:   `curl -X POST /load` of the exact merged JSON the agent sent (Caddy's own cost).
 
     python bench/apply.py [--routes 10000] [--runs 5]
@@ -78,7 +79,10 @@ def measure(
     cli, core, raw = [], [], []
     bodies: list[bytes] = []
     n = node.node(environment=env)
-    n.plan_from_memory = True  # as the daemon plans (`hecate-agent run`); the CLI reads Caddy (`cli` above)
+    # As the daemon plans (`hecate-agent run`): against the config it applied (If-Match guards it), without
+    # field-level explanations. The CLI reads Caddy and explains every change (`cli` above).
+    n.plan_from_memory = True
+    n.explain_plans = False
     states = [load_specs(read_directory(repo)[0]).state for repo in repos]
     for i in range(runs * 2):
         repo = repos[i % 2]

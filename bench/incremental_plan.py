@@ -73,6 +73,7 @@ def main() -> None:
             node_under_test = NodeUnderTest(root / "node", caddy, nginx)
             node = node_under_test.node()
             node.plan_from_memory = True  # as the daemon does (`hecate-agent run`)
+            node.explain_plans = False
             source = GitSource(str(bare), "main", root / "mirror")
             cache = ParseCache()
             revision = source.fetch()

@@ -198,7 +198,10 @@ class CaddyTarget:
         """The config this process last applied and verified, with its ETag (None: read Caddy). Only for
         planning an apply: the apply's If-Match refuses it if Caddy's config changed since."""
         applied = self.memory.recall()
-        return TargetLive(applied.config, token=applied.etag) if applied is not None else None
+        if applied is None:
+            return None
+        self.admin.ping()  # a Caddy that is down fails the plan, as a read would (nothing journaled or touched)
+        return TargetLive(applied.config, token=applied.etag)
 
     def desired(self, rendered: Rendered, live: Any) -> Any:
         return merge(live, rendered.caddy_owned, self.settings)

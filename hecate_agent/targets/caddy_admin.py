@@ -181,6 +181,15 @@ class CaddyAdmin:
             raise CaddyError(f"Caddy refused GET {path} (HTTP {status}): {text}", status=status, caddy_message=text)
         return body, etag
 
+    def ping(self) -> None:
+        """Raise CaddyError when the admin API cannot be reached (any answer from Caddy will do): what a plan
+        from memory checks, so that a Caddy that is down is found before anything is journaled or changed."""
+        try:
+            self._request("GET", "/config/admin")
+        except CaddyError as exc:
+            if exc.status is None:
+                raise
+
     def load(self, config: dict[str, Any]) -> None:
         """Replace the whole config (no concurrency guard; prefer `replace`)."""
         self._request("POST", "/load", content=fastjson.dumps(config), headers={"Content-Type": "application/json"})

@@ -22,7 +22,7 @@ from hecate_agent.render.caddy_layout import group_routes
 from hecate_agent.spec.loader import DesiredState, SourceFile
 from hecate_agent.store.state import Snapshot, StateStore
 from hecate_agent.targets.caddy import CaddyTarget, caddy_resources
-from hecate_agent.targets.caddy_admin import CaddyConflictError, LiveConfig
+from hecate_agent.targets.caddy_admin import CaddyConflictError, CaddyError, LiveConfig
 from hecate_agent.targets.caddy_memory import ResourceMemo
 from tests.fakes import fake_node
 from tests.helpers import dump_yaml, route
@@ -39,6 +39,8 @@ class FakeAdmin:
         self.gets = 0
         self.replaces = 0
         self.refused = 0
+        self.pings = 0
+        self.down = False
 
     def etag(self) -> str:
         return f'"/config/ {hashlib.sha256(json.dumps(self.config, sort_keys=True).encode()).hexdigest()[:8]}"'
@@ -53,6 +55,11 @@ class FakeAdmin:
             raise CaddyConflictError("changed", status=412)
         self.replaces += 1
         self.config = json.loads(json.dumps(config))
+
+    def ping(self) -> None:
+        self.pings += 1
+        if self.down:
+            raise CaddyError("cannot reach Caddy's admin API at fake: refused")
 
     def load(self, config: dict[str, Any]) -> None:
         self.config = json.loads(json.dumps(config))
@@ -227,3 +234,15 @@ def test_the_recorded_last_known_good_is_what_reading_it_back_gives(tmp_path: Pa
     on_disk = Snapshot.from_dict(json.loads((tmp_path / "last-applied.json").read_text()))
     assert kept == on_disk
     assert StateStore(tmp_path).last_applied() == kept
+
+
+def test_a_plan_from_memory_still_finds_a_caddy_that_is_down_before_anything_changes(tmp_path: Path) -> None:
+    world = Daemonish(tmp_path)
+    assert world.reconcile("rev-1", files_with()).outcome is Outcome.APPLIED
+    world.admin.down = True
+    before = json.dumps(world.admin.config, sort_keys=True)
+    result = world.reconcile("rev-2", files_with({7: "127.0.0.1:9007"}))
+    assert result.outcome is Outcome.ERROR and "cannot reach Caddy's admin API" in str(result.error)
+    assert world.admin.refused == world.admin.replaces - 1 == 0  # no load was even tried
+    assert json.dumps(world.admin.config, sort_keys=True) == before
+    assert world.node.store.journal() is None
