@@ -102,8 +102,23 @@ def caddy_resources(
         if app not in ("http", "tls", "pki"):
             unmanaged.append(f"Caddy app {app!r}")
     if memo is not None:
+        _reuse_route_resources(resources, memo)
         memo.put("config", config, (dict(resources), list(unmanaged)))
     return resources, unmanaged
+
+
+def _reuse_route_resources(resources: dict[str, Any], memo: ResourceMemo) -> None:
+    """A `Route/<name>` resource made of the same route objects as one made before is that same dict, so a
+    plan compares an unchanged route by identity (plan.make_plan)."""
+    for key, value in resources.items():
+        if not key.startswith("Route/"):
+            continue
+        anchor = value.get("https", value.get("http"))
+        seen, before = memo.get("resource", anchor)
+        if seen and len(before) == len(value) and all(before.get(k) is v for k, v in value.items()):
+            resources[key] = before
+        else:
+            memo.put("resource", anchor, value)
 
 
 def _split_route(route: Any, plain: bool, memo: ResourceMemo | None) -> tuple[str | None, Any, list[dict[str, Any]]]:
