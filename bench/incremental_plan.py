@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
+import resource
 import statistics
 import subprocess
 import sys
@@ -131,6 +132,8 @@ def main() -> None:
                 print(f"  peer: load + render + live read + explained plan (the CLI's way)  median "
                       f"{statistics.median(peer_times):.3f} s")
             print(f"  goal <= 0.100 s: {'met' if total <= 0.1 else 'not met'}")
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            print(f"  peak RSS of this process  {peak:.0f} MiB  (10,000 routes loaded, rendered, applied once, planned)")
             node.close()
 
 
