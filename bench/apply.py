@@ -5,7 +5,8 @@ revisions that differ in every route are applied alternately, so each apply
 really changes Caddy. Measured in the same run:
 
 - cli:   `hecate-agent apply PATH --yes` as a fresh process (what an operator waits for);
-- core:  the apply transaction in-process (read live, plan, load, verify, record);
+- core:  the apply transaction in-process, as the daemon runs it (render, plan against the config it
+         applied, guards, journal, load under If-Match, verify, record);
 - raw:   `curl -X POST /load` of the exact merged JSON the agent sent (Caddy's own cost).
 
     python bench/apply.py [--routes 10000] [--runs 5]
@@ -16,7 +17,9 @@ Prints medians and the ratios cli/raw and core/raw (goal for the core: <= 1.3).
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
+import pstats
 import shutil
 import statistics
 import subprocess
@@ -70,10 +73,16 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def measure(node: NodeUnderTest, repos: list[Path], runs: int, env: dict[str, str]) -> dict[str, float]:
+def measure(
+    node: NodeUnderTest, repos: list[Path], runs: int, env: dict[str, str], *, profile: bool = False
+) -> dict[str, float]:
     cli, core, raw = [], [], []
     bodies: list[bytes] = []
     n = node.node(environment=env)
+    # As the daemon plans (`hecate-agent run`): against the config it applied (If-Match guards it), without
+    # field-level explanations. The CLI reads Caddy and explains every change (`cli` above).
+    n.plan_from_memory = True
+    n.explain_plans = False
     states = [load_specs(read_directory(repo)[0]).state for repo in repos]
     for i in range(runs * 2):
         repo = repos[i % 2]
@@ -84,11 +93,17 @@ def measure(node: NodeUnderTest, repos: list[Path], runs: int, env: dict[str, st
             sys.exit(f"apply failed: {result.stderr[-2000:]}")
     for i in range(runs * 2):
         state = states[i % 2]
+        profiler = cProfile.Profile() if profile and i == runs * 2 - 1 else None
         started = time.perf_counter()
+        if profiler is not None:
+            profiler.enable()
         with n.store.lock():
             prepared = prepare(n, state, f"core-{i}")
             apply_prepared(n, prepared, source="bench")
         core.append(time.perf_counter() - started)
+        if profiler is not None:
+            profiler.disable()
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
         if len(bodies) < 2:
             bodies.append(json.dumps(prepared.desired["caddy"]).encode())
     with tempfile.TemporaryDirectory() as scratch:
@@ -113,6 +128,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--routes", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--profile", action="store_true", help="cProfile the last core apply of each case")
+    parser.add_argument("--skip-sample", action="store_true", help="only the generated repository")
     args = parser.parse_args()
     work = ROOT / "bench" / ".work"
     work.mkdir(parents=True, exist_ok=True)
@@ -122,9 +139,10 @@ def main() -> None:
         (f"{args.routes:,} routes", [generated_repo(work, args.routes, 0), generated_repo(work, args.routes, 1)]),
     ]
     print(f"apply: {args.runs * 2} alternating applies per case, real Caddy 2.6.2 + Nginx, medians")
-    for label, repos in cases:
+    for label, repos in cases[1:] if args.skip_sample else cases:
         with tempfile.TemporaryDirectory() as tmp, running_proxies(Path(tmp)) as (caddy, nginx):
-            figures = measure(NodeUnderTest(Path(tmp) / "node", caddy, nginx), repos, args.runs, env)
+            under_test = NodeUnderTest(Path(tmp) / "node", caddy, nginx)
+            figures = measure(under_test, repos, args.runs, env, profile=args.profile)
         print(f"  {label:<14} config {figures['size'] / 1e6:6.2f} MB   cli {figures['cli']:.3f} s   core "
               f"{figures['core']:.3f} s   raw POST /load {figures['raw']:.3f} s   cli/raw "
               f"{figures['cli'] / figures['raw']:.2f}   core/raw {figures['core'] / figures['raw']:.2f}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
+import resource
 import statistics
 import subprocess
 import sys
@@ -53,6 +54,7 @@ def main() -> None:
     parser.add_argument("--routes", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--profile", action="store_true", help="cProfile the last run's load + plan")
+    parser.add_argument("--peer", action="store_true", help="also plan each revision from a fresh read, explained")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="hecate-bench-") as tmp:
         root = Path(tmp)
@@ -72,6 +74,8 @@ def main() -> None:
         with running_proxies(root) as (caddy, nginx):
             node_under_test = NodeUnderTest(root / "node", caddy, nginx)
             node = node_under_test.node()
+            node.plan_from_memory = True  # as the daemon does (`hecate-agent run`)
+            node.explain_plans = False
             source = GitSource(str(bare), "main", root / "mirror")
             cache = ParseCache()
             revision = source.fetch()
@@ -81,7 +85,7 @@ def main() -> None:
             apply_prepared(node, prepare(node, state, revision))  # the 10,000 routes are live
             print(f"incremental plan: {args.routes:,} routes live in Caddy, one route changed per push, "
                   f"{args.runs} pushes, daemon-warm")
-            fetch_times, read_times, load_times, plan_times = [], [], [], []
+            fetch_times, read_times, load_times, plan_times, peer_times = [], [], [], [], []
             for run in range(args.runs):
                 (work / "routes" / "r0.yaml").write_text(route_text(0, 9200 + run))
                 git(work, "commit", "-q", "-am", f"change {run}")
@@ -105,6 +109,15 @@ def main() -> None:
                     profiler.disable()
                     pstats.Stats(profiler).sort_stats("cumulative").print_stats(35)
                 assert [c.key for c in prepared.plan.changes if c.action != "unchanged"] == ["Route/r0"]
+                # The peer, in the same run: what a one-shot `hecate-agent plan` does after the same load
+                # (reads Caddy, explains every change); the daemon planned this way before.
+                if args.peer:
+                    node.explain_plans = True
+                    peer_started = time.perf_counter()
+                    peer = prepare(node, result.state, revision, fresh=True)
+                    peer_times.append(time.perf_counter() - peer_started + (loaded - read))
+                    node.explain_plans = False
+                    assert peer.plan.to_dict()["summary"] == prepared.plan.to_dict()["summary"]
                 fetch_times.append(fetched - started)
                 read_times.append(read - fetched)
                 load_times.append(loaded - read)
@@ -115,7 +128,12 @@ def main() -> None:
             print(f"  load specs (parse cache)  median {statistics.median(load_times):.3f} s")
             print(f"  load + render + live + plan  median {total:.3f} s  (min {min(plan_times):.3f}, "
                   f"max {max(plan_times):.3f})")
+            if peer_times:
+                print(f"  peer: load + render + live read + explained plan (the CLI's way)  median "
+                      f"{statistics.median(peer_times):.3f} s")
             print(f"  goal <= 0.100 s: {'met' if total <= 0.1 else 'not met'}")
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            print(f"  peak RSS of this process  {peak:.0f} MiB  (10,000 routes loaded, rendered, applied once, planned)")
             node.close()
 
 

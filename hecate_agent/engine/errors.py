@@ -18,6 +18,10 @@ class ApplyError(HecateError):
         super().__init__(f"{step}: {message}")
 
 
+class ConflictError(ApplyError):
+    """A target's precondition failed (Caddy's If-Match): it changed since it was read; nothing changed."""
+
+
 class RefusedError(ApplyError):
     """A guard or a target's preflight refused the plan before anything changed."""
 

@@ -33,6 +33,10 @@ class Node:
     # Stream servers the agent's active health check marks down (stream_health.py): set by the daemon's
     # probes; one-shot commands start from what the daemon last published, so their plans agree with it.
     stream_down: dict[str, frozenset[str]] = field(default_factory=dict)
+    # The daemon plans its applies against what the targets remember applying (engine/prepare.read_live);
+    # one-shot commands and drift checks always read the live targets.
+    plan_from_memory: bool = False
+    explain_plans: bool = True  # field-level changes in plans (the daemon shows none: plan.make_plan)
 
     def __post_init__(self) -> None:
         self.targets = sorted(self.targets, key=lambda t: t.order)

@@ -34,6 +34,7 @@ class LiveState:
     """Every target's live state, by target name."""
 
     targets: dict[str, TargetLive]
+    recalled: frozenset[str] = frozenset()  # targets whose state is what they remember applying
 
     def state(self, name: str) -> Any:
         live = self.targets.get(name)
@@ -41,15 +42,29 @@ class LiveState:
 
     @property
     def fingerprint(self) -> str:
-        """Everything live (not only ours): a saved plan is stale when this changes."""
+        """Everything live (not only ours): a saved plan is stale when this changes. A target's
+        precondition token (Caddy's ETag: a hash of its whole config) stands for its state."""
         digest = hashlib.sha256()
         for name in sorted(self.targets):
-            digest.update(name.encode() + b"\0" + json.dumps(self.targets[name].state, sort_keys=True).encode())
+            live = self.targets[name]
+            value = f"token {live.token}" if live.token else json.dumps(live.state, sort_keys=True)
+            digest.update(name.encode() + b"\0" + value.encode())
         return digest.hexdigest()[:16]
 
 
-def read_live(node: Node) -> LiveState:
-    return LiveState({target.name: target.read() for target in node.targets})
+def read_live(node: Node, *, recall: bool = False) -> LiveState:
+    """Every target's live state. With `recall` (the daemon planning an apply), a target that remembers
+    what it last applied (Caddy: targets/caddy_memory.py) answers from memory; its apply's precondition
+    refuses the plan if the live state changed since (engine/reconcile.py then plans from a fresh read)."""
+    targets: dict[str, TargetLive] = {}
+    recalled: set[str] = set()
+    for target in node.targets:
+        remembered = getattr(target, "recall", None) if recall else None
+        live = remembered() if remembered is not None else None
+        if live is not None:
+            recalled.add(target.name)
+        targets[target.name] = live if live is not None else target.read()
+    return LiveState(targets, frozenset(recalled))
 
 
 @dataclass
@@ -110,8 +125,9 @@ def node_checks(node: Node, state: DesiredState) -> Verdict:
     return verdict
 
 
-def prepare(node: Node, state: DesiredState, revision: str) -> Prepared:
-    """Render the revision and plan it against the live targets and the last-known-good."""
+def prepare(node: Node, state: DesiredState, revision: str, *, fresh: bool = False) -> Prepared:
+    """Render the revision and plan it against the live targets and the last-known-good (with
+    `node.plan_from_memory` and not `fresh`: what the targets remember applying, see `read_live`)."""
     with cycle_collector_paused():
         verdict = node_checks(node, state)
         resolution = node.resolver.resolve(state)  # SecretError before anything is rendered or touched
@@ -131,7 +147,8 @@ def prepare(node: Node, state: DesiredState, revision: str) -> Prepared:
         if verdict.errors:
             raise RenderError(verdict.errors)
         notes = tuple(verdict.notes) + tuple(health_notes(node.stream_down))
-        prepared = _prepare_rendered(node, rendered, resolution.sensitive, notes)
+        recall = node.plan_from_memory and not fresh
+        prepared = _prepare_rendered(node, rendered, resolution.sensitive, notes, recall=recall)
         prepared.probes = probes_for(prepared.plan.changes, state, node.caddy_settings)
         return prepared
 
@@ -142,9 +159,11 @@ def prepare_rendered(node: Node, rendered: Rendered, secrets: frozenset[str] = f
         return _prepare_rendered(node, rendered, secrets)
 
 
-def _prepare_rendered(node: Node, rendered: Rendered, secrets: frozenset[str], notes: tuple[str, ...] = ()) -> Prepared:
+def _prepare_rendered(
+    node: Node, rendered: Rendered, secrets: frozenset[str], notes: tuple[str, ...] = (), *, recall: bool = False
+) -> Prepared:
     bind_targets(node.targets, rendered)
-    live = read_live(node)
+    live = read_live(node, recall=recall)
     last = node.store.last_applied()
     if last is not None:
         # The live config may still hold the values of before a rotation: hide those too.
@@ -178,6 +197,7 @@ def _prepare_rendered(node: Node, rendered: Rendered, secrets: frozenset[str], n
         secrets=secrets,
         notes=notes + tuple(plan_notes(node.targets, desired_states)),
         whole=whole,
+        explain=node.explain_plans,
     )
     return Prepared(rendered, live, desired_states, needed, plan, last, secrets)
 

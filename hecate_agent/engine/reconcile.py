@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from hecate_agent.engine.errors import ConflictError
 from hecate_agent.engine.fleetwide import components
 from hecate_agent.engine.outcomes import SUCCEEDED, Outcome
 from hecate_agent.engine.ports import StatusSink
@@ -135,10 +136,12 @@ class Engine:
 
     # --- plan ------------------------------------------------------------------------------------
 
-    def prepare(self, state: DesiredState, revision: str) -> tuple[Prepared | None, Result | None]:
-        """Render and plan against the live proxies; nothing changes."""
+    def prepare(
+        self, state: DesiredState, revision: str, *, fresh: bool = False
+    ) -> tuple[Prepared | None, Result | None]:
+        """Render and plan against the live proxies (see `prepare`'s `fresh`); nothing changes."""
         try:
-            return prepare(self.node, state, revision), None
+            return prepare(self.node, state, revision, fresh=fresh), None
         except RenderError as exc:
             error = "; ".join(exc.problems)
             return None, Result(Outcome.BLOCKED, revision, error, details=list(exc.problems), blocks=True)
@@ -165,18 +168,27 @@ class Engine:
         try:
             with self.node.store.lock(wait=lock_wait):
                 recovered = recover(self.node)
-                prepared, refused = self.prepare(state, revision)
-                if refused is not None:
-                    refused.recovered = recovered
-                    return refused
-                assert prepared is not None
-                if review is not None:
-                    review(prepared)
-                wait = pacing(prepared) if pacing is not None else 0.0
-                if wait > 0:
-                    return Result(Outcome.PACED, revision, prepared=prepared, retry_in=wait, recovered=recovered)
-                applied = apply_prepared(self.node, prepared, allow_mass_delete=allow_mass_delete, source=source)
-                return Result(applied.outcome, revision, prepared=prepared, applied=applied, recovered=recovered)
+                for fresh in (False, True):
+                    prepared, refused = self.prepare(state, revision, fresh=fresh)
+                    if refused is not None:
+                        refused.recovered = recovered
+                        return refused
+                    assert prepared is not None
+                    if review is not None:
+                        review(prepared)
+                    wait = pacing(prepared) if pacing is not None else 0.0
+                    if wait > 0:
+                        return Result(Outcome.PACED, revision, prepared=prepared, retry_in=wait, recovered=recovered)
+                    try:
+                        applied = apply_prepared(
+                            self.node, prepared, allow_mass_delete=allow_mass_delete, source=source
+                        )
+                    except ConflictError:
+                        if fresh or not prepared.live.recalled:
+                            raise
+                        continue  # planned against what was applied, and a target changed since: read it, plan again
+                    return Result(applied.outcome, revision, prepared=prepared, applied=applied, recovered=recovered)
+                raise AssertionError("unreachable")  # the second round returns or raises
         except (ApplyError, RollbackError) as exc:
             blocks = isinstance(exc, ApplyError) and exc.step == "verify"  # not retried until a new revision
             return Result(outcome_of_error(exc), revision, str(exc), recovered=recovered, blocks=blocks)

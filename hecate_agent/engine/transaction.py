@@ -33,6 +33,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from hecate_agent import fastjson
 from hecate_agent.engine.errors import EXIT_FAILED, EXIT_ROLLBACK_FAILED, ApplyError, RefusedError, RollbackError
 from hecate_agent.engine.fleetwide import Retiring
 from hecate_agent.engine.node import Node
@@ -298,7 +299,7 @@ class JournalFile:
     def _write(self) -> None:
         if self._encoded is None:
             content = {k: v for k, v in self.body.items() if k != "step"}
-            self._encoded = json.dumps(content, sort_keys=True, separators=(",", ":"))
+            self._encoded = fastjson.dumps(content, sort_keys=True).decode()
         step = json.dumps(self.body.get("step"))
         self.store.write_journal_text(f'{self._encoded[:-1]},"step":{step}}}\n')
 

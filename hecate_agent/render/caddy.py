@@ -90,11 +90,12 @@ class _Renderer(RouteParts):
             self.cache.retain([r.doc for r in self.state.routes])
         server_name = self.settings.server
         servers: dict[str, Any] = {}
+        groups = self.cache.groups if self.cache is not None else None
         if self.settings.https_listen:
             https: dict[str, Any] = {
                 "@id": caddy_id("server"),
                 "listen": list(self.settings.https_listen),
-                "routes": group_routes(https_routes, functools.partial(caddy_id)),
+                "routes": group_routes(https_routes, functools.partial(caddy_id), groups),
                 # Redirects are ours (in the _http server), so each route decides for itself.
                 "automatic_https": {"disable_redirects": True},
                 "tls_connection_policies": self.connection_policies(routes),
@@ -106,7 +107,7 @@ class _Renderer(RouteParts):
             plain: dict[str, Any] = {
                 "@id": caddy_id("server", plain=True),
                 "listen": list(self.settings.http_listen),
-                "routes": group_routes(http_routes, functools.partial(caddy_id, plain=True)),
+                "routes": group_routes(http_routes, functools.partial(caddy_id, plain=True), groups),
             }
             if self.config.monitoring.access_logs:
                 plain["logs"] = {}

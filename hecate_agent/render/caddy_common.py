@@ -151,6 +151,7 @@ class RenderCache:
     def __init__(self) -> None:
         self._routes: dict[tuple[int, str], tuple[object, str, Any, list[str], list[str]]] = {}
         self._specs: dict[int, tuple[object, dict[str, Any]]] = {}
+        self.groups: dict[str, dict[str, Any]] = {}  # outer routes by @id (caddy_layout.group_routes)
 
     def route(self, kind: str, doc: object, context: str) -> tuple[Any, list[str], list[str]] | None:
         """(output, problems, @ids of the output) of a route rendered before, if still valid."""

@@ -40,6 +40,7 @@ back for planning, so a plan still shows changes per route.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import string
 import zlib
@@ -142,9 +143,15 @@ def _in_flat_order(hosts: Sequence[str]) -> bool:
     return all(a <= b for a, b in itertools.pairwise(keys))
 
 
-def group_routes(routes: Sequence[dict[str, Any]], make_id: MakeId) -> list[dict[str, Any]]:
+def group_routes(
+    routes: Sequence[dict[str, Any]], make_id: MakeId, shells: dict[str, dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
     """`routes` (one per host, in the renderer's order, then anything else such as the catch-all) laid out
-    in groups when there are at least GROUP_MIN_ROUTES of them; otherwise unchanged. Inputs are not modified."""
+    in groups when there are at least GROUP_MIN_ROUTES of them; otherwise unchanged. Inputs are not modified.
+
+    `shells` (the render cache's, by group @id) hands back the outer route written before for exactly the
+    same route objects, so an unchanged group is the same object from render to render (a plan then
+    compares it by identity: targets/caddy_memory.py); it is updated with the groups written now."""
     count = 0
     hosts: list[str] = []
     for route in routes:
@@ -163,19 +170,38 @@ def group_routes(routes: Sequence[dict[str, Any]], make_id: MakeId) -> list[dict
     by_depth: dict[int, int] = {}
     for host in hosts[exact_count:]:
         by_depth[_depth(host)] = by_depth.get(_depth(host), 0) + 1
+    exact_buckets = _exact_buckets(exact_count)
     for route, host in zip(routes[:count], hosts, strict=True):
         if not host.startswith("*."):
-            exact.setdefault(_bucket(host, _exact_buckets(exact_count)), []).append(route)
+            exact.setdefault(_bucket(host, exact_buckets), []).append(route)
         else:
             depth = _depth(host)
             bucket = _bucket(_wildcard_label(host), _buckets(by_depth[depth]))
             wildcard.setdefault(depth, {}).setdefault(bucket, []).append(route)
+    reuse = shells if shells is not None else {}
+
+    def shell(group_id: str, inner: list[dict[str, Any]], build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        before = reuse.get(group_id)
+        old = _inner_routes(before) if before is not None else None
+        if (
+            before is None
+            or old is None
+            or len(old) != len(inner)
+            or any(a is not b for a, b in zip(old, inner, strict=True))
+        ):
+            before = reuse[group_id] = build()
+        return before
+
     grouped = [host_case_route(make_id)]
-    grouped += [_exact_shell(make_id(GROUP_KIND, "exact", str(b)), exact[b]) for b in sorted(exact)]
+    for b in sorted(exact):
+        group_id = make_id(GROUP_KIND, "exact", str(b))
+        grouped.append(shell(group_id, exact[b], functools.partial(_exact_shell, group_id, exact[b])))
     for depth in sorted(wildcard, reverse=True):
         buckets = wildcard[depth]
         for b in sorted(buckets):
-            grouped.append(_wildcard_shell(make_id(GROUP_KIND, f"wildcard-{depth}", str(b)), depth, buckets[b]))
+            group_id = make_id(GROUP_KIND, f"wildcard-{depth}", str(b))
+            build = functools.partial(_wildcard_shell, group_id, depth, buckets[b])
+            grouped.append(shell(group_id, buckets[b], build))
     grouped += routes[count:]
     if wildcard:
         grouped.append(host_names_route(make_id, hosts[exact_count:]))
@@ -206,14 +232,27 @@ def _expected_shell(shell: Mapping[str, Any], inner: list[Any]) -> dict[str, Any
     return None
 
 
-def ungroup(routes: Sequence[Any], id_prefix: str) -> list[Any]:
+def _derived_shell(shell: dict[str, Any], inner: list[Any], memo: Any) -> tuple[bool, bool]:
+    """Is `shell` exactly what `group_routes` writes for its inner routes, and is it a wildcard group?"""
+    if memo is not None:
+        seen, result = memo.get("group", shell)
+        if seen:
+            return result  # type: ignore[no-any-return]
+    expected = _expected_shell(shell, inner)
+    result = (shell == expected, expected is not None and "vars" in expected["match"][0])
+    return memo.put("group", shell, result) if memo is not None else result
+
+
+def ungroup(routes: Sequence[Any], id_prefix: str, memo: Any = None) -> list[Any]:
     """The routes with every group replaced by its inner routes, in order (groups and the route naming the
     wildcards are recognised by `@id`: `<id_prefix>group.…`, `<id_prefix>host-names`).
 
     An outer route that is exactly what `group_routes` writes for its inner routes is fully derived from
     them and is dropped, so a plan compares the inner routes only; so is the route naming the wildcards
     when it names exactly the grouped wildcards. One that is not (changed in the live config) stays, in
-    front of its inner routes which are replaced by `@ref`s, so the change shows."""
+    front of its inner routes which are replaced by `@ref`s, so the change shows.
+
+    `memo` (targets/caddy_memory.ResourceMemo) remembers the check of an outer route by its identity."""
     flat: list[Any] = []
     wildcards: list[str] = []
     names_ids = (f"{id_prefix}{HOST_NAMES_KIND}", f"{id_prefix}{HOST_NAMES_KIND}.http")
@@ -229,11 +268,11 @@ def ungroup(routes: Sequence[Any], id_prefix: str) -> list[Any]:
         if inner is None:
             flat.append(route)
             continue
-        expected = _expected_shell(route, inner)
-        if route != expected:
+        derived, wild = _derived_shell(route, inner, memo)
+        if not derived:
             refs = [{"@ref": r.get("@id")} if isinstance(r, dict) else r for r in inner]
             flat.append({**route, "handle": [{**route["handle"][0], "routes": refs}]})
-        elif expected is not None and "vars" in expected["match"][0]:
+        elif wild:
             wildcards += [str(_single_host(r)) for r in inner]
         flat.extend(inner)
     if wildcards and not names_seen:  # removed behind the agent's back: their certificates would lapse

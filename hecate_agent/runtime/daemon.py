@@ -94,6 +94,8 @@ class Daemon:
         """Build everything that follows from the settings (at start and on SIGHUP)."""
         self.settings = settings
         self.node = self.node_factory(settings)
+        self.node.plan_from_memory = True  # plan applies against what was applied; If-Match guards it
+        self.node.explain_plans = False  # its plans are summarized, never shown field by field
         self.source: Source = make_source(settings)
         self.consul = make_publisher(settings)
         use_publisher(self.node.targets, self.consul)  # fleet-wide targets lead under the daemon's session

@@ -13,12 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from hecate_agent.engine.errors import ApplyError
+from hecate_agent.engine.errors import ApplyError, ConflictError
 from hecate_agent.engine.ports import TargetLive
 from hecate_agent.render.caddy import ID_PREFIX, PLAIN_SUFFIX, CaddySettings, merge, parse_listen
 from hecate_agent.render.caddy_layout import ungroup
 from hecate_agent.targets import sockets
 from hecate_agent.targets.caddy_admin import CaddyAdmin, CaddyConflictError, CaddyError
+from hecate_agent.targets.caddy_memory import AppliedMemory, ResourceMemo
 
 if TYPE_CHECKING:
     from hecate_agent.engine.prepare import Prepared
@@ -51,12 +52,19 @@ def owned_part(config: Mapping[str, Any], settings: CaddySettings) -> dict[str, 
     }
 
 
-def caddy_resources(config: Mapping[str, Any] | None, server: str) -> tuple[dict[str, Any], list[str]]:
+def caddy_resources(
+    config: Mapping[str, Any] | None, server: str, memo: ResourceMemo | None = None
+) -> tuple[dict[str, Any], list[str]]:
     """The agent's objects in a full Caddy config, by resource ("Kind/name"), and what is not ours.
 
     Inputs are not modified and not deep-copied (configs reach megabytes); values
-    share structure with `config`.
+    share structure with `config`. With a `memo`, the work done for an object seen
+    before (the whole config, a route, a group) is not done again (targets/caddy_memory.py).
     """
+    if memo is not None:
+        seen, result = memo.get("config", config)
+        if seen:
+            return dict(result[0]), list(result[1])
     resources: dict[str, Any] = {}
     unmanaged: list[str] = []
     apps = dict((config or {}).get("apps") or {})
@@ -68,17 +76,16 @@ def caddy_resources(config: Mapping[str, Any] | None, server: str) -> tuple[dict
         plain = name != server
         body = dict(servers[name])
         # Grouped routes (render/caddy_layout.py) are planned one by one, as in a flat list.
-        routes = ungroup(body.pop("routes", None) or [], ID_PREFIX)
+        routes = ungroup(body.pop("routes", None) or [], ID_PREFIX, memo)
         leftovers = []
         for route in routes:
-            route_id = str(route.get("@id", "")) if isinstance(route, dict) else ""
-            owner = _route_owner(route_id, plain)
+            owner, own_route, pieces = _split_route(route, plain, memo)
             if owner is None:
+                route_id = str(route.get("@id", "")) if isinstance(route, dict) else ""
                 if not route_id.startswith(ID_PREFIX):
                     unmanaged.append(f"route {route_id or '(no @id)'} in Caddy server {name!r}")
                 leftovers.append(route)
                 continue
-            own_route, pieces = _pull_auth_pieces(route)
             for piece in pieces:
                 policy = str(piece["@id"]).split(".")[1]
                 resources.setdefault(f"AuthPolicy/{policy}", {})[str(piece["@id"])] = piece
@@ -94,7 +101,39 @@ def caddy_resources(config: Mapping[str, Any] | None, server: str) -> tuple[dict
     for app in sorted(apps):
         if app not in ("http", "tls", "pki"):
             unmanaged.append(f"Caddy app {app!r}")
+    if memo is not None:
+        _reuse_route_resources(resources, memo)
+        memo.put("config", config, (dict(resources), list(unmanaged)))
     return resources, unmanaged
+
+
+def _reuse_route_resources(resources: dict[str, Any], memo: ResourceMemo) -> None:
+    """A `Route/<name>` resource made of the same route objects as one made before is that same dict, so a
+    plan compares an unchanged route by identity (plan.make_plan)."""
+    for key, value in resources.items():
+        if not key.startswith("Route/"):
+            continue
+        anchor = value.get("https", value.get("http"))
+        seen, before = memo.get("resource", anchor)
+        if seen and len(before) == len(value) and all(before.get(k) is v for k, v in value.items()):
+            resources[key] = before
+        else:
+            memo.put("resource", anchor, value)
+
+
+def _split_route(route: Any, plain: bool, memo: ResourceMemo | None) -> tuple[str | None, Any, list[dict[str, Any]]]:
+    """A route's owner (None: not a route of ours) and the route with its forward-auth pieces taken out."""
+    kind = "route.http" if plain else "route"
+    if memo is not None:
+        seen, result = memo.get(kind, route)
+        if seen:
+            return result  # type: ignore[no-any-return]
+    route_id = str(route.get("@id", "")) if isinstance(route, dict) else ""
+    owner = _route_owner(route_id, plain)
+    split: tuple[str | None, Any, list[dict[str, Any]]] = (owner, route, [])
+    if owner is not None:
+        split = (owner, *_pull_auth_pieces(route))
+    return memo.put(kind, route, split) if memo is not None else split
 
 
 def _route_owner(route_id: str, plain: bool) -> str | None:
@@ -160,10 +199,24 @@ class CaddyTarget:
     def __init__(self, admin: CaddyAdmin, settings: CaddySettings) -> None:
         self.admin = admin
         self.settings = settings
+        self.memory = AppliedMemory()  # what this process last applied, for planning (caddy_memory.py)
+        self.memo = ResourceMemo()
 
     def read(self) -> TargetLive:
         live = self.admin.get_config()
+        applied = self.memory.recall()
+        if applied is not None and applied.etag != live.etag:
+            self.memory.forget()  # changed behind the agent's back (a drift check, a CLI plan saw it)
         return TargetLive(live.config, token=live.etag)
+
+    def recall(self) -> TargetLive | None:
+        """The config this process last applied and verified, with its ETag (None: read Caddy). Only for
+        planning an apply: the apply's If-Match refuses it if Caddy's config changed since."""
+        applied = self.memory.recall()
+        if applied is None:
+            return None
+        self.admin.ping()  # a Caddy that is down fails the plan, as a read would (nothing journaled or touched)
+        return TargetLive(applied.config, token=applied.etag)
 
     def desired(self, rendered: Rendered, live: Any) -> Any:
         return merge(live, rendered.caddy_owned, self.settings)
@@ -172,7 +225,8 @@ class CaddyTarget:
         return owned_part(state, self.settings)
 
     def resources(self, state: Any) -> tuple[dict[str, Any], list[str]]:
-        return caddy_resources(state, self.settings.server)
+        self.memo.next_generation()
+        return caddy_resources(state, self.settings.server, self.memo)
 
     def of_snapshot(self, snapshot: Snapshot) -> Any:
         return snapshot.caddy_config
@@ -190,10 +244,11 @@ class CaddyTarget:
         del save  # the record (the old config) was journaled before; nothing new to keep
         live, wanted = prepared.live.targets[self.name], prepared.desired[self.name]
         record["changed"] = False  # in this process: a refused load changed nothing to undo
+        self.memory.forget()  # until Caddy is known to hold `wanted`
         try:
             self.admin.replace(wanted, live.token or "")
         except CaddyConflictError:
-            raise ApplyError(
+            raise ConflictError(
                 "caddy",
                 "Caddy's config was changed by someone else since the plan was made (ETag mismatch); "
                 "nothing was changed. Run plan again",
@@ -208,11 +263,14 @@ class CaddyTarget:
             raise ApplyError("caddy", f"{exc}{hint}") from None
         record["changed"] = True
         try:
-            now = self.admin.get_config().config
+            now = self.admin.get_config()
         except CaddyError as exc:
             raise ApplyError("verify", str(exc)) from None
-        if now != wanted:
+        if now.config != wanted:
             raise ApplyError("verify", "Caddy's config after the load differs from what was sent")
+        # Equal to what was sent: keep the object we built (it shares its routes with the render cache,
+        # so the next plan compares most of them by identity) with the ETag of what Caddy holds.
+        self.memory.remember(wanted, now.etag)
 
     def in_place(self, record: dict[str, Any], live: TargetLive, snapshot: Snapshot) -> bool:
         del record
@@ -222,6 +280,7 @@ class CaddyTarget:
         del record  # Caddy runs what it holds: nothing to finish
 
     def restore(self, record: dict[str, Any], live: TargetLive | None = None) -> None:
+        self.memory.forget()
         if record.get("changed") is False:
             return  # never changed here (e.g. someone else's edit refused the load): leave it
         try:

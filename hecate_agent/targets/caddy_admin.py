@@ -15,7 +15,6 @@ status) is never retried, and writes are never retried.
 
 from __future__ import annotations
 
-import json
 import re
 import socket
 import subprocess
@@ -27,6 +26,7 @@ from urllib.parse import urlsplit
 import h11
 import httpx
 
+from hecate_agent import fastjson
 from hecate_agent.errors import HecateError
 from hecate_agent.render.caddy import CaddyCapabilities
 
@@ -126,7 +126,7 @@ class CaddyAdmin:
                 time.sleep(delay)
         else:
             body, etag = self._get_with_trailers("/config/")
-        config = json.loads(body) if body.strip() else None
+        config = fastjson.loads(body) if body.strip() else None
         return LiveConfig(config if isinstance(config, dict) else {}, etag or f'"/config/ {fnv1a32(body)}"')
 
     def _get_with_trailers(self, path: str) -> tuple[bytes, str | None]:
@@ -181,16 +181,25 @@ class CaddyAdmin:
             raise CaddyError(f"Caddy refused GET {path} (HTTP {status}): {text}", status=status, caddy_message=text)
         return body, etag
 
+    def ping(self) -> None:
+        """Raise CaddyError when the admin API cannot be reached (any answer from Caddy will do): what a plan
+        from memory checks, so that a Caddy that is down is found before anything is journaled or changed."""
+        try:
+            self._request("GET", "/config/admin")
+        except CaddyError as exc:
+            if exc.status is None:
+                raise
+
     def load(self, config: dict[str, Any]) -> None:
         """Replace the whole config (no concurrency guard; prefer `replace`)."""
-        self._request("POST", "/load", content=json.dumps(config), headers={"Content-Type": "application/json"})
+        self._request("POST", "/load", content=fastjson.dumps(config), headers={"Content-Type": "application/json"})
 
     def replace(self, config: dict[str, Any], etag: str) -> None:
         """Replace the whole config only if it is still the one read with `etag`."""
         self._request(
             "POST",
             "/config/",
-            content=json.dumps(config),
+            content=fastjson.dumps(config),
             headers={"Content-Type": "application/json", "If-Match": etag},
         )
 
