@@ -18,9 +18,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from hecate_agent.spec.types import AUTH_METHODS
 
 PREFIX = "hecate-"
 PUBLISHER = "hecate"
@@ -32,21 +35,10 @@ DEFAULT_TOKEN_VALIDITY = "hours=1"
 
 Mfa = Literal["required", "optional", "disabled"]
 Scheme = Literal["https", "http"]
-METHODS = ("password", "webauthn", "totp", "static", "duo", "sms", "email")
+METHODS = AUTH_METHODS  # the sign-in methods an AuthPolicy names (spec/types.py)
 DEVICE_CLASSES = ("webauthn", "totp", "static", "duo", "sms", "email")  # DeviceClassesEnum, without password
 
 # Dependency order: everything a later kind refers to comes earlier. Deletes run in reverse.
-KINDS = (
-    "flow",
-    "validate_stage",
-    "login_stage",
-    "flow_binding",
-    "policy",
-    "provider",
-    "application",
-    "policy_binding",
-    "outpost_provider",
-)
 Kind = Literal[
     "flow",
     "validate_stage",
@@ -58,6 +50,7 @@ Kind = Literal[
     "policy_binding",
     "outpost_provider",
 ]
+KINDS: tuple[Kind, ...] = typing.get_args(Kind)
 
 ORDER_VALIDATE = 10
 ORDER_LOGIN = 100

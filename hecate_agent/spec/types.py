@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
+import typing
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -374,8 +375,8 @@ HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CON
 # --- authentication -------------------------------------------------------------
 
 # The first factor (password) and the device classes Authentik knows (DeviceClassesEnum).
-AUTH_METHODS = ("password", "webauthn", "totp", "static", "duo", "sms", "email")
 AuthMethod = Literal["password", "webauthn", "totp", "static", "duo", "sms", "email"]
+AUTH_METHODS: tuple[AuthMethod, ...] = typing.get_args(AuthMethod)
 
 ATTRIBUTE_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$"
 AttributeName = Annotated[
